@@ -1,0 +1,49 @@
+"""The sequence model every task trains: stacked recurrent layers + a linear readout.
+
+Glossary: B batch, T time, D input features, H hidden units, O outputs.
+The readout is applied at every step; the task picks the steps that carry loss.
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+from torch import nn
+
+from ..checks import check_choice, check_int
+from .base import RecurrentLayer, Taps
+
+PATHS = ("fused", "step")
+
+
+class SequenceModel(nn.Module):
+    """``layer`` is a factory ``(input_size, hidden_size) -> RecurrentLayer`` (a Hydra partial)."""
+
+    def __init__(self, layer: Callable[..., RecurrentLayer], input_size: int, output_size: int,
+                 hidden_size: int = 128, num_layers: int = 1):
+        super().__init__()
+        check_int("model.hidden_size", hidden_size, 1)
+        check_int("model.num_layers", num_layers, 1)
+        sizes = [input_size] + [hidden_size] * num_layers
+        self.layers = nn.ModuleList(layer(input_size=d, hidden_size=hidden_size) for d in sizes[:-1])
+        self.readout = nn.Linear(hidden_size, output_size)
+
+    @property
+    def state_names(self) -> tuple[str, ...]:
+        return self.layers[0].state_names
+
+    def make_taps(self, batch_size: int, seq_len: int, device=None) -> list[Taps]:
+        """Zero taps, one dict per layer, each (B, T, H) requiring grad."""
+        H = self.readout.in_features
+        return [{name: torch.zeros(batch_size, seq_len, H, device=device, requires_grad=True)
+                 for name in layer.state_names} for layer in self.layers]
+
+    def forward(self, x: torch.Tensor, path: str = "fused", taps: list[Taps] | None = None) -> torch.Tensor:
+        """(B, T, D) -> (B, T, O). ``path="step"`` unrolls in time; ``taps`` implies it."""
+        check_choice("path", path, PATHS)
+        for i, layer in enumerate(self.layers):
+            if taps is not None or path == "step":
+                x = layer.forward_steps(x, None if taps is None else taps[i])
+            else:
+                x = layer(x)
+        return self.readout(x)  # (B, T, O)

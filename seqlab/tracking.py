@@ -1,0 +1,104 @@
+"""Where a run's results go: its own directory (always) and W&B (offline by default).
+
+The run directory is the lab's record, independent of any tracker:
+  config.yaml     the resolved config (plus the group choices, e.g. model: rnn)
+  metrics.jsonl   one JSON row per evaluation
+  summary.json    final metrics, baseline, solved flag and step, timings, status;
+                  written atomically, once, when the run ends (a run without it
+                  did not finish)
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+from pathlib import Path
+from typing import Any
+
+from omegaconf import OmegaConf
+
+
+def _jsonable(value: Any) -> Any:
+    """Floats that JSON cannot hold (nan, inf) become strings, never silent numbers."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if isinstance(value, dict):
+        return {k: _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    return value
+
+
+def write_json_atomic(path: Path, data: dict) -> None:
+    """Write JSON to ``path`` via a temporary file and a rename, so a reader never sees half of it."""
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(_jsonable(data), indent=2, sort_keys=True) + "\n")
+    os.replace(tmp, path)
+
+
+class RunRecorder:
+    """Writes config.yaml, metrics.jsonl and summary.json into ``run_dir``."""
+
+    def __init__(self, run_dir: str | Path, config: dict):
+        self.dir = Path(run_dir)
+        self.dir.mkdir(parents=True, exist_ok=True)
+        (self.dir / "config.yaml").write_text(OmegaConf.to_yaml(OmegaConf.create(config)))
+        self.metrics_path = self.dir / "metrics.jsonl"
+        self.metrics_path.write_text("")
+
+    def metrics(self, row: dict) -> None:
+        with self.metrics_path.open("a") as f:
+            f.write(json.dumps(_jsonable(row)) + "\n")
+
+    def summary(self, data: dict) -> None:
+        write_json_atomic(self.dir / "summary.json", data)
+
+
+class NullTracker:
+    """No external tracker (``logger=none``)."""
+
+    def __init__(self, **_: Any):
+        pass
+
+    def log(self, row: dict) -> None:
+        pass
+
+    def summary(self, data: dict) -> None:
+        pass
+
+    def finish(self, exit_code: int = 0) -> None:
+        pass
+
+
+class WandbTracker:
+    """A W&B run that lives inside the run directory; offline unless told otherwise.
+
+    Metrics are logged without an explicit ``step=``: training rows carry
+    ``step`` as their x axis (``define_metric``), so other row kinds (the
+    probe's curves against ``probe/lag``) can be logged in between.
+    """
+
+    def __init__(self, run_dir: str | Path, config: dict, name: str, job_type: str,
+                 group: str | None = None, project: str = "seqlab", entity: str | None = None,
+                 mode: str | None = None, tags: list[str] | tuple[str, ...] = ()):
+        import wandb
+
+        self._wandb = wandb
+        mode = mode or os.environ.get("WANDB_MODE") or "offline"
+        self.run = wandb.init(project=project, entity=entity, dir=str(run_dir), config=config,
+                              name=name, group=group, job_type=job_type, tags=list(tags),
+                              mode=mode, reinit="finish_previous")
+        self.run.define_metric("step")
+        for prefix in ("train", "eval"):
+            self.run.define_metric(f"{prefix}/*", step_metric="step")
+
+    def log(self, row: dict) -> None:
+        self.run.log(row)
+
+    def summary(self, data: dict) -> None:
+        for key, value in data.items():
+            self.run.summary[key] = value
+
+    def finish(self, exit_code: int = 0) -> None:
+        """Always called, with exit_code=1 on error, so a multirun's next job gets a fresh run."""
+        self.run.finish(exit_code=exit_code)
