@@ -8,6 +8,7 @@ ends in one line naming the key, the value and what is allowed, with exit code
 from __future__ import annotations
 
 import itertools
+import re
 import sys
 from pathlib import Path
 
@@ -77,11 +78,32 @@ def preflight(argv: list[str]) -> None:
             try:
                 cfg = compose(config_name="config", overrides=list(combo))
             except Exception as e:
-                fail(_one_line(e))
+                fail(_explain_missing_key(compose, combo, e) or _one_line(e))
             try:
                 validate(cfg)
             except ConfigError as e:
                 fail(str(e))
+
+
+def _explain_missing_key(compose, combo, err: Exception) -> str | None:
+    """'Could not override X' -> name X and list the options that do exist where it was looked for."""
+    from omegaconf import DictConfig as _DictConfig, OmegaConf
+
+    missing = re.match(r"Could not override '([^']+)'", str(err))
+    if not missing:
+        return None
+    key = missing[1]
+    parent = key.rpartition(".")[0]
+    try:
+        base = compose(config_name="config", overrides=[o for o in combo if o.split("=")[0] != key])
+    except Exception:
+        return None
+    node = OmegaConf.select(base, parent) if parent else base
+    if not isinstance(node, _DictConfig):
+        return None
+    options = ", ".join(k for k in node.keys() if not str(k).startswith("_") and k != "hydra")
+    where = f" of {parent}" if parent else ""
+    return f"{key}: no such option{where}; options are: {options}"
 
 
 @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="config")

@@ -7,6 +7,7 @@ values before any work starts, each with a one-line ``ConfigError``.
 from __future__ import annotations
 
 import dataclasses
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -76,7 +77,7 @@ def resolve_device(name: Any) -> torch.device:
     return device
 
 
-def _instantiate(node: DictConfig, **kwargs):
+def _instantiate(node: DictConfig, key: str, **kwargs):
     """Hydra instantiate, with our own one-line errors passed through unwrapped."""
     try:
         return instantiate(node, **kwargs)
@@ -84,17 +85,18 @@ def _instantiate(node: DictConfig, **kwargs):
         cause = e.__cause__
         if isinstance(cause, ConfigError):
             raise cause from None
-        if isinstance(cause, TypeError) and "unexpected keyword argument" in str(cause):
-            raise ConfigError(f"{str(cause).split('got an ')[-1]}: not an option of {node._target_}") from None
+        bad = re.search(r"unexpected keyword argument '(\w+)'", str(cause))
+        if isinstance(cause, TypeError) and bad:
+            raise ConfigError(f"{key}.{bad[1]}: not an option of {node._target_}") from None
         raise
 
 
 def build_task(cfg: DictConfig) -> Task:
-    return _instantiate(cfg.task)
+    return _instantiate(cfg.task, "task")
 
 
 def build_model(cfg: DictConfig, task: Task) -> SequenceModel:
-    return _instantiate(cfg.model)(input_size=task.input_size, output_size=task.output_size)
+    return _instantiate(cfg.model, "model")(input_size=task.input_size, output_size=task.output_size)
 
 
 def build_optimizer(cfg: DictConfig, model: torch.nn.Module) -> torch.optim.Optimizer:
@@ -106,7 +108,7 @@ def build_optimizer(cfg: DictConfig, model: torch.nn.Module) -> torch.optim.Opti
             check(is_number(value) and value >= 0, f"optim.{key}", value, "must be a number >= 0")
     if "momentum" in cfg.optim:
         check(cfg.optim.momentum < 1, "optim.momentum", cfg.optim.momentum, "must be in [0, 1)")
-    return _instantiate(cfg.optim)(model.parameters())
+    return _instantiate(cfg.optim, "optim")(model.parameters())
 
 
 def validate(cfg: DictConfig) -> None:

@@ -96,8 +96,7 @@ class WandbTracker:
         self.run.log(row)
 
     def summary(self, data: dict) -> None:
-        for key, value in data.items():
-            self.run.summary[key] = value
+        self.run.summary.update(data)
 
     def finish(self, exit_code: int = 0) -> None:
         """Always called, with exit_code=1 on error, so a multirun's next job gets a fresh run."""

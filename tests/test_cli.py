@@ -1,0 +1,103 @@
+"""The command line as a user meets it: the design-card command, multirun, W&B offline, bad input."""
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from wandb_records import wandb_exit_code, wandb_records
+
+FAST = ["steps=6", "eval_every=3", "eval_size=32", "batch_size=8", "log_every=2", "progress=false"]
+
+
+def seqlab(tmp_path, *args, env=None):
+    """Run `python -m seqlab` from an unrelated directory, as a user would."""
+    e = {**os.environ, "WANDB_SILENT": "true"}
+    e.pop("WANDB_MODE", None)  # test the lab's own default (offline), not the caller's
+    e.update(env or {})
+    return subprocess.run([sys.executable, "-m", "seqlab", *args], cwd=tmp_path, env=e,
+                          capture_output=True, text=True, timeout=300)
+
+
+def only_run_dir(root: Path) -> Path:
+    (summary,) = root.rglob("summary.json")
+    return summary.parent
+
+
+def test_design_card_command_trains_evaluates_and_logs(tmp_path):
+    r = seqlab(tmp_path, "task=adding", "model=rnn", "seq_len=200", *FAST)
+    assert r.returncode == 0, r.stderr
+    assert "final eval loss" in r.stdout and "baseline 0.1667" in r.stdout
+    run = only_run_dir(tmp_path / "outputs")
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["status"] == "finished" and summary["task"] == "adding" and summary["model"] == "rnn"
+    assert summary["baseline"] == pytest.approx(1 / 6) and summary["steps"] == 6
+    assert {"final_loss", "solved", "solved_step", "wall_time_s", "steps_per_s"} <= set(summary)
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows] == [0, 3, 6]
+    assert rows[-1]["eval/loss"] == pytest.approx(summary["final_loss"])
+    assert "seq_len: 200" in (run / "config.yaml").read_text()
+    # W&B is on by default, offline, inside the run directory, and the run was finished
+    (wb,) = (run / "wandb").glob("offline-run-*")
+    assert list(wb.glob("run-*.wandb"))
+    records = wandb_records(wb)
+    assert wandb_exit_code(wb) == 0
+    (run_rec,) = [r["run"] for r in records if r["type"] == "run"]
+    assert run_rec["job_type"] == "adding" and run_rec["display_name"].startswith("adding-rnn-T200")
+    assert "choices" in run_rec["config"]["update"]
+    history = [r["history"]["item"] for r in records if r["type"] == "history"]
+    assert {"train/loss", "train/grad_norm", "train/steps_per_s"} <= set().union(*history)
+    assert {"eval/loss", "eval/accuracy", "eval/loss_over_baseline"} <= set().union(*history)
+
+
+def test_wandb_run_is_finished_with_its_exit_code(tmp_path):
+    r = seqlab(tmp_path, "task=copy", "model=gru", "seq_len=5", *FAST)
+    assert r.returncode == 0, r.stderr
+    (wb,) = only_run_dir(tmp_path / "outputs").glob("wandb/offline-run-*")
+    assert wandb_exit_code(wb) == 0
+
+
+def test_multirun_gives_one_run_dir_and_one_wandb_run_per_job(tmp_path):
+    r = seqlab(tmp_path, "-m", "model=rnn,lstm", "seq_len=10", *FAST)
+    assert r.returncode == 0, r.stderr
+    summaries = sorted((tmp_path / "multirun").rglob("summary.json"))
+    assert len(summaries) == 2
+    models = {json.loads(s.read_text())["model"] for s in summaries}
+    assert models == {"rnn", "lstm"}
+    runs = [next(s.parent.glob("wandb/offline-run-*")) for s in summaries]
+    assert len({r.name for r in runs}) == 2 and all(wandb_exit_code(r) == 0 for r in runs)
+
+
+def test_logger_none_writes_no_wandb_but_keeps_results(tmp_path):
+    r = seqlab(tmp_path, "logger=none", "task=delayed_recall", "model=lstm", "seq_len=8", *FAST)
+    assert r.returncode == 0, r.stderr
+    run = only_run_dir(tmp_path / "outputs")
+    assert not (run / "wandb").exists() and (run / "metrics.jsonl").read_text().count("\n") == 3
+
+
+@pytest.mark.parametrize("args, key", [
+    (["task=nope"], "task=nope"),
+    (["model=transformer"], "model=transformer"),
+    (["-m", "model=rnn,nope"], "model=nope"),
+    (["seq_len=1"], "seq_len=1"),
+    (["seq_len=abc"], "seq_len='abc'"),
+    (["optim.lr=-0.1"], "optim.lr=-0.1"),
+    (["task.delay=5"], "task.delay"),
+    (["task=adding", "+task.n_symbols=4"], "n_symbols"),
+])
+def test_bad_input_is_one_line_exit_2_and_leaves_nothing(tmp_path, args, key):
+    r = seqlab(tmp_path, *args, "logger=none")
+    assert r.returncode == 2, (r.stdout, r.stderr)
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("seqlab: error: ") and key in lines[0], r.stderr
+    assert "Traceback" not in r.stderr
+    assert not (tmp_path / "outputs").exists() and not (tmp_path / "multirun").exists()
+
+
+def test_help_and_cfg_job(tmp_path):
+    r = seqlab(tmp_path, "--help")
+    assert r.returncode == 0 and "task: adding, copy, delayed_recall" in r.stdout
+    r = seqlab(tmp_path, "--cfg", "job", "model=lstm")
+    assert r.returncode == 0 and "LSTMLayer" in r.stdout and not (tmp_path / "outputs").exists()
