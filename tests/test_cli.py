@@ -101,3 +101,22 @@ def test_help_and_cfg_job(tmp_path):
     assert r.returncode == 0 and "task: adding, copy, delayed_recall" in r.stdout
     r = seqlab(tmp_path, "--cfg", "job", "model=lstm")
     assert r.returncode == 0 and "LSTMLayer" in r.stdout and not (tmp_path / "outputs").exists()
+
+
+def test_plain_wheel_install_runs_from_another_directory(tmp_path):
+    """`pip install .` (not editable): the configs ship inside the wheel as seqlab/conf."""
+    repo = Path(__file__).resolve().parents[1]
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", str(venv)], check=True)
+    py = venv / "bin" / "python"
+    subprocess.run([str(py), "-m", "pip", "install", "-q", "--no-deps", str(repo)], check=True,
+                   capture_output=True, timeout=600)
+    work = tmp_path / "elsewhere"
+    work.mkdir()
+    r = subprocess.run([str(py), "-c", "import seqlab.__main__ as m; print(m.CONF_DIR)"], cwd=work,
+                       capture_output=True, text=True, check=True)
+    assert str(venv) in r.stdout and r.stdout.strip().endswith("seqlab/conf")
+    r = subprocess.run([str(py), "-m", "seqlab", "logger=none", "seq_len=20", *FAST], cwd=work,
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert json.loads(only_run_dir(work / "outputs").joinpath("summary.json").read_text())["status"] == "finished"
