@@ -10,12 +10,15 @@ The run directory is the lab's record, independent of any tracker:
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
 from pathlib import Path
 from typing import Any
 
 from omegaconf import OmegaConf
+
+log = logging.getLogger(__name__)
 
 
 def _jsonable(value: Any) -> Any:
@@ -54,8 +57,14 @@ class RunRecorder:
         write_json_atomic(self.dir / "summary.json", data)
 
 
+def _first_line(err: Exception) -> str:
+    return f"{type(err).__name__}: {str(err).strip().splitlines()[0] if str(err).strip() else ''}"
+
+
 class NullTracker:
     """No external tracker (``logger=none``)."""
+
+    run_id = None
 
     def __init__(self, **_: Any):
         pass
@@ -80,24 +89,57 @@ class WandbTracker:
 
     def __init__(self, run_dir: str | Path, config: dict, name: str, job_type: str,
                  group: str | None = None, project: str = "seqlab", entity: str | None = None,
-                 mode: str | None = None, tags: list[str] | tuple[str, ...] = ()):
+                 mode: str | None = None, tags: list[str] | tuple[str, ...] = (),
+                 resume_id: str | None = None, init_timeout: float = 60.0):
         import wandb
 
         self._wandb = wandb
         mode = mode or os.environ.get("WANDB_MODE") or "offline"
-        self.run = wandb.init(project=project, entity=entity, dir=str(run_dir), config=config,
-                              name=name, group=group, job_type=job_type, tags=list(tags),
-                              mode=mode, reinit="finish_previous")
+        kwargs = dict(project=project, entity=entity, dir=str(run_dir), config=config, name=name,
+                      group=group, job_type=job_type, tags=list(tags), reinit="finish_previous",
+                      id=resume_id, resume="allow" if resume_id else None,
+                      settings=wandb.Settings(init_timeout=init_timeout))
+        self.run = None
+        try:
+            self.run = wandb.init(mode=mode, **kwargs)
+        except Exception as e:  # logging must never kill training
+            if mode != "online":
+                log.warning("W&B could not start (%s); training goes on without it, the run directory "
+                            "keeps every result", _first_line(e))
+                return
+            log.warning("W&B online start failed (%s); logging offline instead, upload later with "
+                        "`wandb sync %s/wandb/offline-run-*`", _first_line(e), run_dir)
+            try:
+                self.run = wandb.init(mode="offline", **kwargs)
+            except Exception as e2:
+                log.warning("W&B offline start failed too (%s); training goes on without it", _first_line(e2))
+                return
         self.run.define_metric("step")
         for prefix in ("train", "eval"):
             self.run.define_metric(f"{prefix}/*", step_metric="step")
 
+    @property
+    def run_id(self) -> str | None:
+        return self.run.id if self.run is not None else None
+
+    def _guard(self, what: str, fn, *args, **kwargs) -> None:
+        """Call a W&B method; on failure warn once and stop using W&B for this run."""
+        if self.run is None:
+            return
+        try:
+            fn(*args, **kwargs)
+        except Exception as e:
+            log.warning("W&B %s failed (%s); training goes on, W&B logging is off for this run",
+                        what, _first_line(e))
+            self.run = None
+
     def log(self, row: dict) -> None:
-        self.run.log(row)
+        self._guard("log", lambda: self.run.log(row))
 
     def summary(self, data: dict) -> None:
-        self.run.summary.update(data)
+        self._guard("summary", lambda: self.run.summary.update(data))
 
     def finish(self, exit_code: int = 0) -> None:
         """Always called, with exit_code=1 on error, so a multirun's next job gets a fresh run."""
-        self.run.finish(exit_code=exit_code)
+        self._guard("finish", lambda: self.run.finish(exit_code=exit_code))
+        self.run = None
