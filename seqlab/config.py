@@ -30,6 +30,7 @@ class RunSchema:
     steps: int = 10000          # >= 0
     batch_size: int = 64        # >= 1
     grad_clip: float | None = None  # > 0 or null
+    grad_clip_value: float | None = None  # > 0 or null
     eval_every: int = 250       # >= 1
     eval_size: int = 1000       # >= 1
     eval_seed: int = 1234       # >= 0
@@ -52,8 +53,9 @@ def validate_top_level(cfg: DictConfig) -> None:
             if value is None and "None" in str(f.type):
                 continue
             check_int(f.name, value, _MINIMA[f.name])
-    if cfg.get("grad_clip") is not None:
-        check_positive("grad_clip", cfg.grad_clip)
+    for key in ("grad_clip", "grad_clip_value"):
+        if cfg.get(key) is not None:
+            check_positive(key, cfg[key])
     for key in ("progress", "flush_denormal"):
         check(isinstance(cfg.get(key, True), bool), key, cfg.get(key), "must be true or false")
     resolve_device(cfg.get("device", "auto"))

@@ -102,6 +102,8 @@ def train(cfg: DictConfig, info: RunInfo) -> dict:
             loss.backward()
             # Pre-clip global norm (clip_grad_norm_ returns it; inf max_norm = measure only).
             norm = torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip or math.inf)
+            if cfg.get("grad_clip_value") is not None:  # after the norm above is measured (it is logged pre-clip)
+                torch.nn.utils.clip_grad_value_(params, cfg.grad_clip_value)
             optimizer.step()
 
             window_loss += loss.detach()
