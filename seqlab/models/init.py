@@ -1,9 +1,23 @@
-"""Initialization schemes for recurrent weight matrices.
+"""Initialization schemes for recurrent weights and gate biases.
 
 A gated layer stores its recurrent weights as G stacked (H, H) blocks (torch's
-layout: gates along dim 0). Each scheme is applied block by block, so
-``orthogonal`` with gain rho gives W_hh = rho * Q for every gate, and
-``identity`` gives rho * I (IRNN, Le, Jaitly & Hinton 2015).
+layout: gates along dim 0). Each scheme is applied block by block and then
+scaled by ``gain`` (rho):
+
+  default     torch's own init, U(-1/sqrt(H), 1/sqrt(H)) (spectral radius ~ rho/sqrt(3));
+  xavier      Glorot & Bengio 2010, U(-a, a) with a = sqrt(6 / (H + H)): Var = 1/H,
+              spectral radius ~ rho (circular law);
+  kaiming     He et al. 2015, N(0, 2 / H) (fan_in, ReLU gain): spectral radius ~ rho * sqrt(2);
+  orthogonal  W = rho * Q with Q orthogonal (Saxe et al. 2014): every singular value is rho;
+  identity    W = rho * I (IRNN, Le, Jaitly & Hinton 2015).
+
+Gate biases: ``chrono_bias`` draws b ~ log U[1, Tmax - 1] (Tallec & Ollivier
+2018, "Can recurrent neural networks warp time?", sec. 4: chrono initialization,
+b_f ~ log U[1, Tmax - 1], b_i = -b_f), so that the forget gate's characteristic
+memory 1 / (1 - sigmoid(b_f)) ~ 1 + e^{b_f} spans [2, Tmax].
+
+Randomness comes from the global torch RNG, which the training loop seeds
+with ``cfg.seed`` just before building the model.
 """
 from __future__ import annotations
 
@@ -12,12 +26,12 @@ from torch import nn
 
 from ..checks import check, check_choice, is_number
 
-INITS = ("default", "orthogonal", "identity")
+INITS = ("default", "xavier", "kaiming", "orthogonal", "identity")
 
 
 @torch.no_grad()
 def init_recurrent(weight_hh: torch.Tensor, scheme: str, gain: float = 1.0) -> None:
-    """Re-initialize ``weight_hh`` (G*H, H) in place, block by block."""
+    """Re-initialize ``weight_hh`` (G*H, H) in place, block by block, then scale by ``gain``."""
     check_choice("model.layer.init", scheme, INITS)
     check(is_number(gain), "model.layer.recurrent_gain", gain, "must be a number")
     if scheme == "default":
@@ -31,6 +45,29 @@ def init_recurrent(weight_hh: torch.Tensor, scheme: str, gain: float = 1.0) -> N
 
 
 _BLOCK_INITS = {
+    "xavier": nn.init.xavier_uniform_,
+    "kaiming": lambda w: nn.init.kaiming_normal_(w, mode="fan_in", nonlinearity="relu"),
     "orthogonal": nn.init.orthogonal_,
     "identity": nn.init.eye_,
 }
+
+
+def check_chrono_tmax(tmax) -> float:
+    """Tmax must exceed 2, or U[1, Tmax - 1] is empty."""
+    check(is_number(tmax) and tmax > 2, "model.layer.chrono_tmax", tmax, "must be a number > 2")
+    return float(tmax)
+
+
+def chrono_bias(hidden_size: int, tmax: float) -> torch.Tensor:
+    """(H,) biases b ~ log U[1, Tmax - 1] (chrono initialization, Tallec & Ollivier 2018)."""
+    tmax = check_chrono_tmax(tmax)
+    return torch.log(1 + (tmax - 2) * torch.rand(hidden_size))  # in [0, log(Tmax - 1))
+
+
+def set_gate_bias(bias_ih: torch.Tensor, bias_hh: torch.Tensor, gate: int, hidden_size: int,
+                  value: torch.Tensor | float) -> None:
+    """Make the total bias b_ih + b_hh of gate block ``gate`` equal ``value`` (its b_hh part zeroed)."""
+    block = slice(gate * hidden_size, (gate + 1) * hidden_size)
+    with torch.no_grad():
+        bias_hh[block].zero_()
+        bias_ih[block].copy_(torch.as_tensor(value, dtype=bias_ih.dtype).expand(hidden_size))

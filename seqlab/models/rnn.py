@@ -1,8 +1,14 @@
 """Vanilla (Elman) RNN: h_t = f(W_ih x_t + b_ih + W_hh h_{t-1} + b_hh).
 
 Parameters are those of ``torch.nn.RNN`` (one layer), so the fused kernel is
-the fast path for tanh and relu; other activations (sigmoid, identity = a
-linear RNN) run the step path for both, over the same parameters.
+the fast path for tanh and relu; the other activations (sigmoid, leaky_relu,
+gelu, identity = a linear RNN) run the step path for both, over the same
+parameters.
+
+With ``layer_norm`` (Ba, Kiros & Hinton 2016, sec. 3.1, the layer-normalized
+RNN h_t = f(g / sigma_t * (a_t - mu_t) + b) with a_t = W_hh h_{t-1} + W_ih x_t),
+the summed input a_t is normalized over the H units before the biases and f;
+no fused kernel does that, so both paths are the step path.
 """
 from __future__ import annotations
 
@@ -10,21 +16,17 @@ import torch
 from torch import nn
 
 from ..checks import check_choice
+from .activations import ACTIVATIONS
 from .base import RecurrentLayer, State, TapFn, no_tap
 from .init import init_recurrent
+from .norm import GateNorm, check_layer_norm
 
-ACTIVATIONS = {
-    "tanh": torch.tanh,
-    "relu": torch.relu,
-    "sigmoid": torch.sigmoid,
-    "identity": lambda z: z,
-}
 FUSED = ("tanh", "relu")  # nonlinearities torch.nn.RNN implements
 
 
 class RNNLayer(RecurrentLayer):
     def __init__(self, input_size: int, hidden_size: int, activation: str = "tanh",
-                 init: str = "default", recurrent_gain: float = 1.0):
+                 init: str = "default", recurrent_gain: float = 1.0, layer_norm: bool = False):
         super().__init__(input_size, hidden_size)
         check_choice("model.layer.activation", activation, ACTIVATIONS)
         self.activation = activation
@@ -32,16 +34,22 @@ class RNNLayer(RecurrentLayer):
                           nonlinearity=activation if activation in FUSED else "tanh")
         init_recurrent(self.rnn.weight_hh_l0, init, recurrent_gain)
         self.f = ACTIVATIONS[activation]
+        self.norm = GateNorm(1, hidden_size) if check_layer_norm(layer_norm) else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.activation in FUSED:
+        if self.activation in FUSED and self.norm is None:
             return self.rnn(x)[0]  # (B, T, H)
         return self.forward_steps(x)
 
     def input_drive(self, x: torch.Tensor) -> torch.Tensor:
         r = self.rnn
+        if self.norm is not None:
+            return x @ r.weight_ih_l0.T  # (B, T, H); the biases come after the norm
         return x @ r.weight_ih_l0.T + r.bias_ih_l0 + r.bias_hh_l0  # (B, T, H)
 
     def step(self, u_t: torch.Tensor, state: State, tap: TapFn = no_tap) -> State:
         (h,) = state
-        return (tap("h", self.f(u_t + h @ self.rnn.weight_hh_l0.T)),)
+        a = u_t + h @ self.rnn.weight_hh_l0.T  # (B, H)
+        if self.norm is not None:
+            a = self.norm(a) + self.rnn.bias_ih_l0 + self.rnn.bias_hh_l0
+        return (tap("h", self.f(a)),)

@@ -2,6 +2,16 @@
 
 Glossary: B batch, T time, D input features, H hidden units, O outputs.
 The readout is applied at every step; the task picks the steps that carry loss.
+
+With ``residual``, every layer after the first adds its input to its output
+(He et al. 2016's identity skip, between stacked recurrent layers of equal width H):
+
+    x_1 = layer_0(x_0)                       (D -> H: no skip, the widths differ)
+    x_{l+1} = x_l + layer_l(x_l),  l >= 1     (B, T, H)
+
+so the readout sees x_L. The skip is across depth at the same time step, not
+across time; the probe's taps still sit on each layer's own states (h_t of
+layer l, before the skip is added). One layer: no effect.
 """
 from __future__ import annotations
 
@@ -10,7 +20,7 @@ from typing import Callable
 import torch
 from torch import nn
 
-from ..checks import check_choice, check_int
+from ..checks import check, check_choice, check_int
 from .base import RecurrentLayer, Taps
 
 PATHS = ("fused", "step")
@@ -20,10 +30,12 @@ class SequenceModel(nn.Module):
     """``layer`` is a factory ``(input_size, hidden_size) -> RecurrentLayer`` (a Hydra partial)."""
 
     def __init__(self, layer: Callable[..., RecurrentLayer], input_size: int, output_size: int,
-                 hidden_size: int = 128, num_layers: int = 1):
+                 hidden_size: int = 128, num_layers: int = 1, residual: bool = False):
         super().__init__()
         check_int("model.hidden_size", hidden_size, 1)
         check_int("model.num_layers", num_layers, 1)
+        check(isinstance(residual, bool), "model.residual", residual, "must be true or false")
+        self.residual = residual
         sizes = [input_size] + [hidden_size] * num_layers
         self.layers = nn.ModuleList(layer(input_size=d, hidden_size=hidden_size) for d in sizes[:-1])
         self.readout = nn.Linear(hidden_size, output_size)
@@ -43,7 +55,19 @@ class SequenceModel(nn.Module):
         check_choice("path", path, PATHS)
         for i, layer in enumerate(self.layers):
             if taps is not None or path == "step":
-                x = layer.forward_steps(x, None if taps is None else taps[i])
+                y = layer.forward_steps(x, None if taps is None else taps[i])  # (B, T, H)
             else:
-                x = layer(x)
+                y = layer(x)  # (B, T, H)
+            x = x + y if self.residual and i > 0 else y
         return self.readout(x)  # (B, T, O)
+
+    @torch.no_grad()
+    def project_(self) -> None:
+        """Put every parameter back inside its layer's hard constraint (e.g. IndRNN's |u| bound).
+
+        ``build_optimizer`` registers this to run after every optimizer step
+        (projected gradient descent); layers without a constraint do nothing.
+        """
+        for layer in self.layers:
+            if hasattr(layer, "project_"):
+                layer.project_()
