@@ -110,7 +110,10 @@ def build_optimizer(cfg: DictConfig, model: torch.nn.Module) -> torch.optim.Opti
             check(is_number(value) and value >= 0, f"optim.{key}", value, "must be a number >= 0")
     if "momentum" in cfg.optim:
         check(cfg.optim.momentum < 1, "optim.momentum", cfg.optim.momentum, "must be in [0, 1)")
-    return _instantiate(cfg.optim, "optim")(model.parameters())
+    optimizer = _instantiate(cfg.optim, "optim")(model.parameters())
+    if hasattr(model, "project_"):  # hard constraints (IndRNN's |u| bound) are re-imposed after every update
+        optimizer.register_step_post_hook(lambda *_: model.project_())
+    return optimizer
 
 
 def validate(cfg: DictConfig) -> None:
