@@ -1,0 +1,79 @@
+"""Summaries of one decay curve g(k) = mean ||dL_tau/ds_(tau-k)||, k = 0 .. K-1.
+
+  gain gamma     exp(slope) of a least-squares line through log g(k) over the lags
+                 where g stands above float noise (see ``noise_floor``): the
+                 per-step factor by which the gradient shrinks (< 1) or grows (> 1)
+  half_life      ln 2 / -ln gamma steps; inf when gamma >= 1 (no decay)
+  attenuation    log10 g(0) / g(K-1), in decades, lag 0 to the longest lag; when
+                 the curve has fallen below the noise floor before K-1 the tail is
+                 the fitted line's (``fit_lags`` < K says so)
+  horizon        the largest lag k with g(j) / g(0) >= ``horizon_floor`` for every
+                 j <= k (K-1 when the curve never falls that far)
+  g_lag{k}       g at a few fixed lags, and at the task's own lag (g_task_lag)
+
+A linear RNN with W = rho * Q gives g(k) = rho^k g(0) exactly, so gamma = rho to
+float precision (tests/test_probe.py).
+"""
+from __future__ import annotations
+
+import math
+from typing import Iterable
+
+import numpy as np
+import torch
+
+# Float noise here is underflow, not rounding: a product of Jacobians keeps its
+# relative precision, but entries below the smallest normal number (float32:
+# 1.2e-38) are flushed to zero (train.py sets flush_denormal). A norm over H
+# entries of unequal size is trustworthy well above that; 1e5 * tiny leaves five
+# decades for the spread of the entries.
+NOISE_FLOOR_OVER_TINY = 1e5
+
+
+def noise_floor(dtype: torch.dtype = torch.float32) -> float:
+    """Smallest g(k) the fits trust for a model computed in ``dtype`` (float32: 1.2e-33)."""
+    return NOISE_FLOOR_OVER_TINY * torch.finfo(dtype).tiny
+
+
+def fit_curve(g: np.ndarray, *, horizon_floor: float = 1e-3, lags: Iterable[int] = (),
+              task_lag: int | None = None, floor: float | None = None) -> dict[str, float]:
+    """Summaries of one curve ``g`` (K,), lag 0 first; plain floats (nan where undefined)."""
+    g = np.asarray(g, dtype=np.float64)
+    K = len(g)
+    floor = noise_floor() if floor is None else floor
+    above = g > floor
+    n_fit = K if above.all() else int(np.argmin(above))  # the prefix of lags above the floor
+    k = np.arange(K, dtype=np.float64)
+    gain, intercept = math.nan, math.nan
+    if n_fit >= 2:
+        slope, intercept = np.polyfit(k[:n_fit], np.log(g[:n_fit]), 1)
+        gain = math.exp(slope)
+    if math.isnan(gain):
+        half_life = math.nan
+    elif gain >= 1.0:
+        half_life = math.inf
+    else:
+        half_life = math.log(2.0) / -math.log(gain)
+    g0 = float(g[0]) if K else math.nan
+    if not g0 > floor:
+        attenuation = math.nan
+    elif n_fit == K:
+        attenuation = math.log10(g0 / g[-1])
+    elif n_fit >= 2:  # the tail is below the floor: extend the fitted line to K-1
+        attenuation = math.log10(g0) - (intercept + slope * (K - 1)) / math.log(10.0)
+    else:
+        attenuation = math.inf
+    if g0 > 0:
+        below = np.flatnonzero(g / g0 < horizon_floor)
+        horizon = int(below[0]) - 1 if below.size else K - 1
+    else:
+        horizon = -1
+    out = {"g0": g0, "gain": gain, "log_gain": math.log(gain) if gain > 0 else math.nan,
+           "half_life": half_life, "attenuation_decades": float(attenuation), "horizon": horizon,
+           "fit_lags": n_fit}
+    for lag in lags:
+        if 0 <= lag < K:
+            out[f"g_lag{lag}"] = float(g[lag])
+    if task_lag is not None and 0 <= task_lag < K:
+        out["g_task_lag"] = float(g[task_lag])
+    return out

@@ -1,0 +1,131 @@
+"""The exact total derivative dL_tau/ds_t through time, against the lag k = tau - t.
+
+Glossary: B batch, T time, H hidden units, S a state kind of one layer (h, or
+h and c for an LSTM), L loss steps used, K lags (0 .. K-1), N = L * B samples
+of each lag.
+
+How (LITERATURE.md, "The gradient through time"): the model runs its step path
+with a zero tap added to every state it forms; the gradient of a loss with
+respect to a tap is the total derivative of that loss with respect to the state
+at that step, through every later step and every layer above. Examples are
+independent, so the gradient of the *sum* over the batch of the loss at step tau
+hands each example its own dL_tau/ds_t in one backward pass; norms are taken per
+example, then summarized over the batch (mean and quartiles).
+
+A task with one loss step (adding, delayed recall) gives one backward. A task
+with several (copy) gives one backward per loss step used: the steps that carry
+the long-range answer (``Task.answer_steps``), at most ``max_loss_steps`` of them,
+evenly spaced. Lags run from 0 to the smallest tau used, so that every lag is
+the mean over the same loss steps.
+"""
+from __future__ import annotations
+
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Iterator
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn.utils import parametrize
+
+from ..models import SequenceModel
+from ..tasks import Batch, Task
+
+QUANTILES = (0.25, 0.5, 0.75)
+
+
+@contextmanager
+def probe_mode(model: nn.Module) -> Iterator[nn.Module]:
+    """Train mode with dropout off; every module's own mode is restored afterwards.
+
+    Train mode because that is the function being trained (and cuDNN's RNN
+    backward needs it); dropout off because the probe measures the network, not
+    one draw of its masks (and must not consume the global RNG).
+    """
+    modes = [(m, m.training) for m in model.modules()]
+    model.train()
+    for m in model.modules():
+        if isinstance(m, nn.modules.dropout._DropoutNd):
+            m.eval()
+    try:
+        # parametrized weights (e.g. orthogonal ones) computed once, not at every step
+        with torch.enable_grad(), parametrize.cached():
+            yield model
+    finally:
+        for m, mode in modes:
+            m.training = mode
+
+
+def curve_keys(model: SequenceModel) -> list[str]:
+    """One curve per state kind and layer: 'h_l0', 'c_l0', 'h_l1', ..."""
+    return [f"{name}_l{i}" for i, layer in enumerate(model.layers) for name in layer.state_names]
+
+
+def probe_loss_steps(task: Task, max_loss_steps: int | None = None) -> torch.Tensor:
+    """(L,) the loss steps the curves are measured from: the answer steps, at most
+    ``max_loss_steps`` of them, evenly spaced and always including the first."""
+    answer = task.answer_steps
+    if max_loss_steps is None or len(answer) <= max_loss_steps:
+        return answer
+    pick = torch.linspace(0, len(answer) - 1, max_loss_steps).round().long()
+    return answer[pick]
+
+
+@dataclass
+class GradientCurves:
+    """The measured curves of one probe; every array is float64 numpy.
+
+    ``mean[key][k]`` is the mean over the N = L * B (loss step, example) pairs of
+    ||dL_tau/ds_(tau - k)|| for the state kind and layer named by ``key``.
+    """
+
+    lags: np.ndarray                      # (K,) 0 .. K-1
+    loss_steps: np.ndarray                # (L,) the tau the lags are counted from
+    mean: dict[str, np.ndarray]           # key -> (K,)
+    quartiles: dict[str, np.ndarray]      # key -> (3, K): 25%, 50%, 75% over the N samples
+    per_loss_step: dict[str, np.ndarray]  # key -> (L, K): batch mean, each loss step's own curve
+    dtype: torch.dtype = torch.float32    # the model's dtype (sets the noise floor of the fits)
+
+    @property
+    def keys(self) -> list[str]:
+        return list(self.mean)
+
+
+def gradient_curves(model: SequenceModel, task: Task, batch: Batch,
+                    max_loss_steps: int | None = None) -> GradientCurves:
+    """Exact ||dL_tau/ds_(tau-k)|| for every state kind, layer and lag on one batch.
+
+    Pure: reads the parameters as they are, changes nothing (no .grad, no RNG,
+    the modes of the modules restored).
+    """
+    steps = probe_loss_steps(task, max_loss_steps)  # (L,)
+    all_steps = task.loss_steps.tolist()
+    cols = [all_steps.index(s) for s in steps.tolist()]  # positions in loss_per_step's output
+    x = batch.inputs
+    B, T = x.shape[:2]
+    K = int(steps.min()) + 1
+    keys = curve_keys(model)
+    with probe_mode(model):
+        taps = [{name: tap.detach().to(x.dtype).requires_grad_() for name, tap in layer.items()}
+                for layer in model.make_taps(B, T, device=x.device)]  # the model's dtype (float64 in tests)
+        flat = [tap for layer in taps for tap in layer.values()]  # in curve_keys order
+        outputs = model(x, taps=taps)  # (B, T, O)
+        per_step = task.loss_per_step(outputs, batch) * B  # (L_task,) sums over the batch
+        norms = {key: [] for key in keys}  # key -> L x (B, K)
+        for j, (tau, col) in enumerate(zip(steps.tolist(), cols)):
+            grads = torch.autograd.grad(per_step[col], flat, retain_graph=j < len(cols) - 1,
+                                        allow_unused=True, materialize_grads=True)
+            for key, g in zip(keys, grads):  # g: (B, T, H)
+                window = g[:, tau - K + 1:tau + 1].detach().double()  # (B, K, H), t = tau-K+1 .. tau
+                # float64: a float32 sum of squares underflows once the entries fall below ~1e-19
+                norms[key].append(torch.linalg.vector_norm(window, dim=-1).flip(-1))  # (B, K), lag order
+    mean, quartiles, per_loss_step = {}, {}, {}
+    q = torch.tensor(QUANTILES, dtype=torch.float64)
+    for key in keys:
+        n = torch.stack(norms[key])  # (L, B, K)
+        mean[key] = n.mean(dim=(0, 1)).cpu().numpy()
+        quartiles[key] = torch.quantile(n.flatten(0, 1), q.to(n.device), dim=0).cpu().numpy()  # (3, K)
+        per_loss_step[key] = n.mean(dim=1).cpu().numpy()
+    return GradientCurves(lags=np.arange(K), loss_steps=steps.numpy(), mean=mean, quartiles=quartiles,
+                          per_loss_step=per_loss_step, dtype=x.dtype)
