@@ -294,3 +294,31 @@ def test_clip_by_value_changes_the_update_but_not_the_logged_preclip_norm(tmp_pa
     assert free[-1]["train/grad_norm"] == pytest.approx(clipped[-1]["train/grad_norm"], rel=1e-6)
     assert free[-1]["train/grad_norm"] > 1e-4  # far above what clipping at 1e-6 per entry leaves
     assert free[-1]["eval/loss"] != clipped[-1]["eval/loss"]
+
+
+# --- the named presets of conf/remedy/ (the probe sweep) ----------------------------------
+
+REMEDIES = sorted(p.stem for p in (Path(CONF_DIR) / "remedy").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("name", REMEDIES)
+def test_every_remedy_preset_composes_and_validates(name):
+    cfg = _cfg(f"remedy={name}", "seq_len=20")
+    validate(cfg)
+    assert cfg.model.layer._target_.startswith("seqlab.models.")
+
+
+@pytest.mark.parametrize("name, model_target, check", [
+    ("irnn", "RNNLayer", lambda c: c.model.layer.activation == "relu" and c.model.layer.init == "identity"),
+    ("lstm_chrono", "LSTMLayer", lambda c: c.model.layer.chrono and c.model.layer.chrono_tmax == c.seq_len),
+    ("gru_layernorm", "GRULayer", lambda c: c.model.layer.layer_norm),
+    ("rnn_stack2_residual", "RNNLayer", lambda c: c.model.num_layers == 2 and c.model.residual),
+    ("rnn_clip_norm", "RNNLayer", lambda c: c.grad_clip == 1.0),
+    ("rnn_clip_value", "RNNLayer", lambda c: c.grad_clip_value == 0.1),
+    ("lru", "LRULayer", lambda c: True),
+])
+def test_a_remedy_sets_what_it_names_and_the_command_line_still_wins(name, model_target, check):
+    cfg = _cfg(f"remedy={name}")
+    assert cfg.model.layer._target_ == f"seqlab.models.{model_target}" and check(cfg)
+    assert _cfg(f"remedy={name}", "model.hidden_size=6", "grad_clip=3").model.hidden_size == 6
+    assert _cfg(f"remedy={name}", "grad_clip=3").grad_clip == 3
