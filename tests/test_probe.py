@@ -189,6 +189,7 @@ def test_horizon_is_where_the_curve_first_falls_below_the_floor():
     assert fit_curve(g, horizon_floor=1e-3)["horizon"] == 2
     assert fit_curve(g, horizon_floor=1e-5)["horizon"] == 5
     assert fit_curve(np.zeros(5))["horizon"] == -1 and math.isnan(fit_curve(np.zeros(5))["gain"])
+    assert fit_curve(np.array([1.0, 0.5, np.nan, 0.1]))["horizon"] == 1  # a diverged model's nan ends it
     assert noise_floor(torch.float32) == pytest.approx(1e5 * 1.1754944e-38, rel=1e-6)
 
 

@@ -63,8 +63,8 @@ def fit_curve(g: np.ndarray, *, horizon_floor: float = 1e-3, lags: Iterable[int]
         attenuation = math.log10(g0) - (intercept + slope * (K - 1)) / math.log(10.0)
     else:
         attenuation = math.inf
-    if g0 > 0:
-        below = np.flatnonzero(g / g0 < horizon_floor)
+    if 0 < g0 < math.inf:
+        below = np.flatnonzero(~(g / g0 >= horizon_floor))  # nan (a diverged model) counts as below
         horizon = int(below[0]) - 1 if below.size else K - 1
     else:
         horizon = -1

@@ -31,7 +31,7 @@ class ProbeSettings:
     lags: tuple[int, ...] = (1, 10, 100)
     lyapunov_k: int = 16
     lyapunov_warmup: int = 50
-    lyapunov_sequences: int = 4
+    lyapunov_sequences: int = 1
     plots: bool = True
 
     def __post_init__(self):
