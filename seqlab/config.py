@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
+from pathlib import Path
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,7 +17,8 @@ from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from .checks import ConfigError, check, check_int, check_positive, is_int, is_number
+from .checkpoint import CHECKPOINT_NAME
+from .checks import ConfigError, check, check_choice, check_int, check_positive, is_int, is_number
 from .models import SequenceModel
 from .tasks import Task
 
@@ -39,10 +41,14 @@ class RunSchema:
     threads: int | None = None  # >= 1 or null
     progress: bool = True
     flush_denormal: bool = True
+    on_nonfinite: str = "stop"  # stop | skip
+    checkpoint_every: int = 1000  # >= 1
+    resume: str | None = None   # a run directory with a checkpoint
 
 
 _MINIMA = {"seq_len": 2, "seed": 0, "steps": 0, "batch_size": 1, "eval_every": 1,
-           "eval_size": 1, "eval_seed": 0, "log_every": 1, "threads": 1}
+           "eval_size": 1, "eval_seed": 0, "log_every": 1, "threads": 1, "checkpoint_every": 1}
+NONFINITE_POLICIES = ("stop", "skip")
 
 
 def validate_top_level(cfg: DictConfig) -> None:
@@ -59,6 +65,11 @@ def validate_top_level(cfg: DictConfig) -> None:
     for key in ("progress", "flush_denormal"):
         check(isinstance(cfg.get(key, True), bool), key, cfg.get(key), "must be true or false")
     resolve_device(cfg.get("device", "auto"))
+    check_choice("on_nonfinite", cfg.get("on_nonfinite", "stop"), NONFINITE_POLICIES)
+    resume = cfg.get("resume")
+    if resume is not None:
+        check(isinstance(resume, str) and (Path(resume) / CHECKPOINT_NAME).is_file(), "resume", resume,
+              f"must be a run directory that holds a {CHECKPOINT_NAME}")
 
 
 def resolve_device(name: Any) -> torch.device:
@@ -116,6 +127,12 @@ def build_optimizer(cfg: DictConfig, model: torch.nn.Module) -> torch.optim.Opti
     return optimizer
 
 
+def build_probe(cfg: DictConfig):
+    """The probe's settings (``seqlab.probe.ProbeSettings``), or None for ``probe=none``."""
+    node = cfg.get("probe")
+    return _instantiate(node, "probe") if node and "_target_" in node else None
+
+
 def validate(cfg: DictConfig) -> None:
     """Everything that can be checked before a run starts (builds the parts, cheaply)."""
     try:
@@ -126,7 +143,8 @@ def validate(cfg: DictConfig) -> None:
     task = build_task(cfg)
     model = build_model(cfg, task)
     build_optimizer(cfg, model)
+    build_probe(cfg)
 
 
-__all__ = ["ConfigError", "RunSchema", "build_model", "build_optimizer", "build_task",
+__all__ = ["ConfigError", "RunSchema", "build_model", "build_optimizer", "build_probe", "build_task",
            "is_int", "resolve_device", "validate"]

@@ -42,12 +42,20 @@ def write_json_atomic(path: Path, data: dict) -> None:
 class RunRecorder:
     """Writes config.yaml, metrics.jsonl and summary.json into ``run_dir``."""
 
-    def __init__(self, run_dir: str | Path, config: dict):
+    def __init__(self, run_dir: str | Path, config: dict, keep_until_step: int | None = None):
+        """A fresh record, or (resuming) the rows up to ``keep_until_step`` kept and the rest dropped:
+        those were written after the checkpoint and will be written again."""
         self.dir = Path(run_dir)
         self.dir.mkdir(parents=True, exist_ok=True)
         (self.dir / "config.yaml").write_text(OmegaConf.to_yaml(OmegaConf.create(config)))
         self.metrics_path = self.dir / "metrics.jsonl"
-        self.metrics_path.write_text("")
+        kept = []
+        if keep_until_step is not None and self.metrics_path.exists():
+            kept = [line for line in self.metrics_path.read_text().splitlines()
+                    if line.strip() and json.loads(line)["step"] <= keep_until_step]
+        self.metrics_path.write_text("".join(line + "\n" for line in kept))
+        stale = self.dir / "summary.json"  # a resumed run is not finished until it says so again
+        stale.unlink(missing_ok=True)
 
     def metrics(self, row: dict) -> None:
         with self.metrics_path.open("a") as f:
@@ -73,6 +81,12 @@ class NullTracker:
         pass
 
     def summary(self, data: dict) -> None:
+        pass
+
+    def image(self, name: str, path: str | Path) -> None:
+        pass
+
+    def mark_preempting(self) -> None:
         pass
 
     def finish(self, exit_code: int = 0) -> None:
@@ -115,8 +129,11 @@ class WandbTracker:
                 log.warning("W&B offline start failed too (%s); training goes on without it", _first_line(e2))
                 return
         self.run.define_metric("step")
-        for prefix in ("train", "eval"):
+        for prefix in ("train", "eval", "probe_summary"):
             self.run.define_metric(f"{prefix}/*", step_metric="step")
+        # the probe's decay curves: x = lag, so every run's curves overlay in one chart
+        self.run.define_metric("probe/lag")
+        self.run.define_metric("probe/*", step_metric="probe/lag")
 
     @property
     def run_id(self) -> str | None:
@@ -138,6 +155,14 @@ class WandbTracker:
 
     def summary(self, data: dict) -> None:
         self._guard("summary", lambda: self.run.summary.update(data))
+
+    def image(self, name: str, path: str | Path) -> None:
+        """Log a PNG from the run directory (the probe's figures)."""
+        self._guard("image", lambda: self.run.log({name: self._wandb.Image(str(path))}))
+
+    def mark_preempting(self) -> None:
+        """The run will be resumed (W&B shows it as preempted, not failed)."""
+        self._guard("mark_preempting", lambda: self.run.mark_preempting())
 
     def finish(self, exit_code: int = 0) -> None:
         """Always called, with exit_code=1 on error, so a multirun's next job gets a fresh run."""

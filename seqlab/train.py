@@ -1,26 +1,54 @@
 """The one training loop, in plain order:
-batch -> forward -> loss -> backward -> clip -> step -> (eval, log).
+batch -> forward -> loss -> backward -> (non-finite check) -> clip -> step -> (eval, probe, checkpoint, log).
 
 Only this module and ``__main__`` see the Hydra config. Glossary: B batch,
 T time, O outputs.
+
+A run survives what long sweeps meet:
+  * a non-finite loss or gradient (an exploding gradient, a subject of this lab)
+    is caught at the step it happens: ``on_nonfinite=stop`` records it and ends
+    the run as "diverged"; ``skip`` drops that update and counts it;
+  * ``checkpoint.pt`` is written every ``checkpoint_every`` updates, at the end,
+    and on SIGINT/SIGTERM/SIGUSR2 (at the next step boundary, so it is always a
+    consistent state); rerunning into the same directory continues from it and,
+    on CPU with a fixed seed, ends with the metrics of an uninterrupted run;
+  * the tracker (W&B) can fail without stopping training (seqlab.tracking).
 """
 from __future__ import annotations
 
 import math
+import signal
 import time
-from dataclasses import dataclass, field
+import warnings
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
 from omegaconf import DictConfig, OmegaConf
 from tqdm.auto import tqdm
 
-from .config import build_model, build_optimizer, build_task, resolve_device, validate
+from . import checkpoint
+from .config import build_model, build_optimizer, build_probe, build_task, resolve_device, validate
 from .models import SequenceModel
+from .probe import ProbeHistory, probe
+from .probe.plots import write_plots
 from .tasks import Batch, Task
 from .tracking import NullTracker, RunRecorder
 
 EVAL_CHUNK = 256  # sequences per forward pass when evaluating (bounds memory at long T)
+STOP_SIGNALS = ("SIGINT", "SIGTERM", "SIGUSR2")  # SIGUSR2: SLURM/submitit's "about to be preempted"
+
+
+class Diverged(RuntimeError):
+    """A non-finite loss or gradient under ``on_nonfinite=stop``."""
+
+
+class Preempted(RuntimeError):
+    """Stopped by a signal after writing a checkpoint."""
+
+    def __init__(self, signum: int):
+        super().__init__(f"stopped by {signal.Signals(signum).name}; checkpoint written, rerun to resume")
+        self.signum = signum
 
 
 @dataclass
@@ -31,6 +59,58 @@ class RunInfo:
     name: str
     group: str | None = None
     choices: dict = field(default_factory=dict)  # config-group choices, e.g. {"model": "rnn"}
+
+
+@dataclass
+class LoopState:
+    """Everything about the loop's progress that a checkpoint must carry (besides model/optimizer/RNG)."""
+
+    step: int = 0
+    window_loss: float = 0.0      # sums over the current log window
+    window_norm: float = 0.0
+    window_n: int = 0
+    last_finite_norm: float = math.nan
+    skipped: int = 0              # updates dropped under on_nonfinite=skip
+    solved_step: int | None = None
+    train_time: float = 0.0       # seconds inside training steps (not eval), across resumes
+    last_eval: dict = field(default_factory=dict)
+
+
+class StopFlag:
+    """Signal handlers that ask the loop to stop at the next step boundary.
+
+    A second SIGINT interrupts at once. On the way out, the handler that was
+    installed before (e.g. submitit's requeue on SIGUSR2) is called.
+    """
+
+    def __init__(self):
+        self.signum: int | None = None
+        self.previous: dict[int, object] = {}
+
+    def __enter__(self):
+        for name in STOP_SIGNALS:
+            sig = getattr(signal, name, None)
+            if sig is not None:
+                try:
+                    self.previous[sig] = signal.signal(sig, self._handle)
+                except ValueError:  # not the main thread (e.g. a thread-based launcher): no handlers
+                    pass
+        return self
+
+    def _handle(self, signum, frame):
+        if self.signum == signal.SIGINT and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        self.signum = signum
+
+    def __exit__(self, *exc):
+        for sig, handler in self.previous.items():
+            signal.signal(sig, handler)
+
+    def chain(self) -> None:
+        """Hand the signal to whoever had it before us (submitit requeues on SIGUSR2)."""
+        handler = self.previous.get(self.signum)
+        if callable(handler) and self.signum != signal.SIGINT:
+            handler(self.signum, None)
 
 
 @torch.no_grad()
@@ -50,7 +130,7 @@ def evaluate(model: SequenceModel, task: Task, batch: Batch) -> tuple[float, flo
 
 
 def train(cfg: DictConfig, info: RunInfo) -> dict:
-    """Train, evaluate and record one run; returns its summary dict."""
+    """Train, evaluate and record one run (resuming from its checkpoint if it has one); returns its summary."""
     validate(cfg)
     device = resolve_device(cfg.device)
     if cfg.threads:
@@ -61,94 +141,190 @@ def train(cfg: DictConfig, info: RunInfo) -> dict:
     torch.manual_seed(cfg.seed)  # model initialization
     model = build_model(cfg, task).to(device)
     optimizer = build_optimizer(cfg, model)
-    params = [p for p in model.parameters()]
+    params = list(model.parameters())
     data_gen = torch.Generator(device=device).manual_seed(cfg.seed)
     eval_batch = task.make_batch(cfg.eval_size, torch.Generator().manual_seed(cfg.eval_seed)).to(device)
 
     config = OmegaConf.to_container(cfg, resolve=True)
     config["choices"] = dict(info.choices)
-    recorder = RunRecorder(info.run_dir, config)
-    tracker = cfg.logger and _make_tracker(cfg, info, config, task)
-    tracker = tracker or NullTracker()
+    ckpt_path = Path(info.run_dir) / checkpoint.CHECKPOINT_NAME
+    saved = checkpoint.load(ckpt_path)
+    state = LoopState()
+    if saved is not None:
+        checkpoint.check_compatible(saved["config"], config, str(info.run_dir))
+        model.load_state_dict(saved["model"])
+        optimizer.load_state_dict(saved["optimizer"])
+        data_gen.set_state(saved["data_rng"])
+        checkpoint.set_rng_state(saved["rng"], device)
+        state = LoopState(**saved["loop"])
+    recorder = RunRecorder(info.run_dir, config, keep_until_step=state.step if saved else None)
+    tracker = (_make_tracker(cfg, info, config, task, resume_id=saved and saved.get("wandb_id"))
+               if cfg.logger else None) or NullTracker()
+
+    # The gradient probe: its own fixed batch and generator, so training is the same with it on or off.
+    probe_settings = build_probe(cfg)
+    probe_batch = probe_settings.make_batch(task, device) if probe_settings else None
+    probe_path = Path(info.run_dir) / "probe.npz"
+    probes = ProbeHistory(task.lag)
+    if probe_settings and saved is not None and probe_path.exists():
+        probes = ProbeHistory.load(probe_path, until_step=state.step)
+    probe_time = 0.0
 
     summary = {"status": "running", "task": task.name, "baseline": task.baseline, "lag": task.lag,
-               "solved": False, "solved_step": None, "steps": cfg.steps, **{k: v for k, v in info.choices.items()}}
+               "solved": False, "solved_step": None, "steps": cfg.steps, **info.choices}
+    if saved is not None:
+        summary["resumed_from_step"] = state.step
     exit_code = 1
     start = time.perf_counter()
-    train_time = 0.0
-    try:
-        def do_eval(step: int, extra: dict) -> dict:
-            loss, acc = evaluate(model, task, eval_batch)
-            row = {"step": step, "eval/loss": loss, "eval/accuracy": acc,
-                   "eval/loss_over_baseline": loss / task.baseline, **extra}
-            recorder.metrics(row)
-            tracker.log(row)
-            if summary["solved_step"] is None and task.solved(loss, acc):
-                summary.update(solved=True, solved_step=step)
-            return row
 
-        last = do_eval(0, {})
-        window_loss = torch.zeros((), device=device)
-        window_norm = torch.zeros((), device=device)
-        window_n = 0
-        last_norm = float("nan")
-        bar = tqdm(range(1, cfg.steps + 1), disable=not cfg.progress, desc=info.name, dynamic_ncols=True)
-        tick = time.perf_counter()
-        for step in bar:
-            batch = task.make_batch(cfg.batch_size, data_gen, device)
-            outputs = model(batch.inputs)  # (B, T, O)
-            loss = task.loss(outputs, batch)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            # Pre-clip global norm (clip_grad_norm_ returns it; inf max_norm = measure only).
-            norm = torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip or math.inf)
-            if cfg.get("grad_clip_value") is not None:  # after the norm above is measured (it is logged pre-clip)
-                torch.nn.utils.clip_grad_value_(params, cfg.grad_clip_value)
-            optimizer.step()
+    def save_checkpoint() -> None:
+        checkpoint.save(ckpt_path, {
+            "config": config, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+            "data_rng": data_gen.get_state(), "rng": checkpoint.rng_state(device),
+            "loop": asdict(state), "wandb_id": tracker.run_id,
+        })
 
-            window_loss += loss.detach()
-            window_norm += norm
-            window_n += 1
-            if step % cfg.log_every == 0 or step == cfg.steps or step % cfg.eval_every == 0:
-                train_time += time.perf_counter() - tick
-                train_loss = float(window_loss) / window_n
-                last_norm = float(window_norm) / window_n
-                row = {"step": step, "train/loss": train_loss, "train/grad_norm": last_norm,
-                       "train/steps_per_s": step / train_time}
+    def do_eval(step: int, extra: dict) -> None:
+        loss, acc = evaluate(model, task, eval_batch)
+        row = {"step": step, "eval/loss": loss, "eval/accuracy": acc,
+               "eval/loss_over_baseline": loss / task.baseline, **extra}
+        recorder.metrics(row)
+        tracker.log(row)
+        if state.solved_step is None and task.solved(loss, acc):
+            state.solved_step = step
+        state.last_eval = row
+
+    def do_probe(step: int, final: bool = False) -> float:
+        """Probe the gradient through time; returns the seconds it took (not training time)."""
+        nonlocal probe_time
+        t0 = time.perf_counter()
+        result = probe(model, task, probe_batch, probe_settings)
+        probes.append(step, result)
+        probes.save(probe_path)
+        tracker.log({"step": step, **result.scalars("probe_summary/")})
+        labels = (["init"] if step == 0 else []) + (["final"] if final else [])
+        for label in labels:  # whole curves against probe/lag: the first and the last probe
+            for row in result.curve_rows(label):
                 tracker.log(row)
-                bar.set_postfix(loss=f"{train_loss:.4g}", refresh=False)
-                window_loss.zero_(); window_norm.zero_(); window_n = 0
-                if step % cfg.eval_every == 0 or step == cfg.steps:
-                    last = do_eval(step, {"train/loss": train_loss, "train/grad_norm": last_norm})
-                tick = time.perf_counter()
-        bar.close()
+        summary["probe"] = {"step": step, **result.summary()}
+        probe_time += time.perf_counter() - t0
+        return time.perf_counter() - t0
+
+    try:
+        with StopFlag() as stop:
+            if saved is None:
+                do_eval(0, {})
+                if probe_settings:
+                    do_probe(0, final=cfg.steps == 0)
+            bar = tqdm(range(state.step + 1, cfg.steps + 1), disable=not cfg.progress, desc=info.name,
+                       dynamic_ncols=True, initial=state.step, total=cfg.steps)
+            tick = time.perf_counter()
+            for step in bar:
+                batch = task.make_batch(cfg.batch_size, data_gen, device)
+                outputs = model(batch.inputs)  # (B, T, O)
+                loss = task.loss(outputs, batch)
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                # Pre-clip global norm (clip_grad_norm_ returns it; inf max_norm = measure only).
+                norm = torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip or math.inf)
+                if cfg.get("grad_clip_value") is not None:  # after the norm above is measured (it is logged pre-clip)
+                    torch.nn.utils.clip_grad_value_(params, cfg.grad_clip_value)
+                loss_value, norm_value = torch.stack([loss.detach(), norm]).tolist()  # one sync per step
+                if not (math.isfinite(loss_value) and math.isfinite(norm_value)):
+                    if cfg.on_nonfinite == "stop":
+                        state.step = step
+                        what = "loss" if not math.isfinite(loss_value) else "gradient"
+                        summary.update(diverged_step=step, diverged_loss=loss_value,
+                                       last_finite_grad_norm=state.last_finite_norm)
+                        raise Diverged(f"non-finite {what} at step {step} "
+                                       f"(last finite grad norm {state.last_finite_norm:.4g})")
+                    state.skipped += 1  # on_nonfinite=skip: drop this update
+                    optimizer.zero_grad(set_to_none=True)
+                else:
+                    optimizer.step()
+                    state.last_finite_norm = norm_value
+                    state.window_loss += loss_value
+                    state.window_norm += norm_value
+                    state.window_n += 1
+                state.step = step
+
+                if step % cfg.log_every == 0 or step % cfg.eval_every == 0 or step == cfg.steps:
+                    state.train_time += time.perf_counter() - tick
+                    n = max(state.window_n, 1)
+                    train_row = {"train/loss": state.window_loss / n if state.window_n else math.nan,
+                                 "train/grad_norm": state.window_norm / n if state.window_n else math.nan}
+                    tracker.log({"step": step, **train_row, "train/skipped_updates": state.skipped,
+                                 "train/steps_per_s": step / state.train_time})
+                    bar.set_postfix(loss=f"{train_row['train/loss']:.4g}", refresh=False)
+                    state.window_loss = state.window_norm = 0.0
+                    state.window_n = 0
+                    if step % cfg.eval_every == 0 or step == cfg.steps:
+                        do_eval(step, train_row)
+                    tick = time.perf_counter()
+                if probe_settings and (step % probe_settings.every == 0 or step == cfg.steps):
+                    tick += do_probe(step, final=step == cfg.steps)
+                if step % cfg.checkpoint_every == 0 or stop.signum is not None:
+                    save_checkpoint()
+                if stop.signum is not None:
+                    raise Preempted(stop.signum)
+            bar.close()
+            save_checkpoint()
+
+        last = state.last_eval
         summary.update(
             status="finished",
             final_loss=last["eval/loss"], final_accuracy=last["eval/accuracy"],
             loss_over_baseline=last["eval/loss_over_baseline"],
             final_solved=task.solved(last["eval/loss"], last["eval/accuracy"]),
-            wall_time_s=time.perf_counter() - start,
-            steps_per_s=cfg.steps / train_time if train_time > 0 else None,
+            skipped_updates=state.skipped,
+            steps_per_s=state.step / state.train_time if state.train_time > 0 else None,
             parameters=sum(p.numel() for p in params), device=str(device),
         )
         exit_code = 0
         return summary
+    except Preempted as e:
+        summary.update(status="preempted", error=str(e), stopped_at_step=state.step)
+        tracker.mark_preempting()
+        exit_code = 128 + e.signum
+        raise
+    except Diverged as e:
+        summary.update(status="diverged", error=str(e))
+        raise
     except BaseException as e:
-        summary.update(status="failed", error=f"{type(e).__name__}: {e}".splitlines()[0],
-                       wall_time_s=time.perf_counter() - start)
+        summary.update(status="failed", error=f"{type(e).__name__}: {e}".splitlines()[0])
         raise
     finally:
+        summary.update(solved=state.solved_step is not None, solved_step=state.solved_step,
+                       wall_time_s=time.perf_counter() - start)
+        if probe_settings:
+            summary["probe_time_s"] = probe_time
+            if probe_settings.plots and len(probes):
+                _probe_figures(probes, info, tracker)
         recorder.summary(summary)
         tracker.summary({k: v for k, v in summary.items() if v is not None})
         tracker.finish(exit_code=exit_code)
+        if summary["status"] == "preempted":
+            stop.chain()
 
 
-def _make_tracker(cfg: DictConfig, info: RunInfo, config: dict, task: Task):
+def _probe_figures(probes: ProbeHistory, info: RunInfo, tracker) -> None:
+    """probe_curves.png and probe_heatmap.png into the run directory and the tracker; a failure
+    here is reported, never raised (the run's numbers are already in probe.npz)."""
+    try:
+        for path in write_plots(probes, info.run_dir, title=info.name):
+            tracker.image(f"probe_figures/{path.stem}", path)
+    except Exception as e:  # noqa: BLE001
+        warnings.warn(f"probe figures not written: {type(e).__name__}: {e}")
+
+
+def _make_tracker(cfg: DictConfig, info: RunInfo, config: dict, task: Task, resume_id: str | None):
     from hydra.utils import instantiate
 
     kwargs = {}
     if "group" in cfg.logger:
         kwargs["group"] = cfg.logger.group or info.group
+    if resume_id:
+        kwargs["resume_id"] = resume_id
     return instantiate(cfg.logger)(run_dir=info.run_dir, config=config, name=info.name,
                                    job_type=task.name, **kwargs)
 

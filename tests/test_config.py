@@ -5,6 +5,7 @@ import pytest
 import torch
 from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
+from omegaconf import OmegaConf
 
 from seqlab.__main__ import CONF_DIR
 from seqlab.checks import ConfigError
@@ -12,6 +13,8 @@ from seqlab.config import build_model, build_optimizer, build_task, validate
 
 GROUPS = sorted(p.name for p in Path(CONF_DIR).iterdir() if p.is_dir() and not p.name.startswith("_"))
 OPTIONS = [(g, p.stem) for g in GROUPS for p in sorted((Path(CONF_DIR) / g).glob("*.yaml"))]
+# groups in config.yaml's defaults list are overridden as group=x, the others added as +group=x
+IN_DEFAULTS = {next(iter(d)) for d in OmegaConf.load(Path(CONF_DIR) / "config.yaml").defaults if not isinstance(d, str)}
 
 
 def make_cfg(*overrides):
@@ -28,7 +31,7 @@ def test_the_groups_the_design_names_exist():
 
 @pytest.mark.parametrize("group, option", OPTIONS, ids=[f"{g}={o}" for g, o in OPTIONS])
 def test_every_option_composes_and_instantiates(group, option, tmp_path):
-    override = f"+{group}={option}" if group == "experiment" else f"{group}={option}"
+    override = f"{group}={option}" if group in IN_DEFAULTS else f"+{group}={option}"
     cfg = make_cfg(override, "seq_len=20", *(["logger.mode=disabled"] if (group, option) == ("logger", "wandb") else []))
     validate(cfg)
     task = build_task(cfg)
@@ -50,9 +53,17 @@ def test_every_option_composes_and_instantiates(group, option, tmp_path):
     ("optim.lr=-0.1", "optim.lr"), ("optim.lr=0", "optim.lr"), ("optim.weight_decay=-1", "optim.weight_decay"),
     ("model.hidden_size=0", "model.hidden_size"), ("model.num_layers=0", "model.num_layers"),
     ("model.layer.activation=swish", "model.layer.activation"),
+    ("model.layer.init=magic", "model.layer.init"), ("model.layer.recurrent_gain=big", "model.layer.recurrent_gain"),
+    ("model.hidden_size=1.5", "model.hidden_size"), ("batch_size=abc", "batch_size"), ("eval_size=0", "eval_size"),
+    ("log_every=0", "log_every"), ("eval_seed=-1", "eval_seed"), ("steps=1.5", "steps"), ("device=cuda:7", "device"),
+    ("threads=abc", "threads"), ("flush_denormal=2", "flush_denormal"), ("on_nonfinite=explode", "on_nonfinite"),
+    ("checkpoint_every=0", "checkpoint_every"), ("resume=/nonexistent/run", "resume"), ("seq_len=true", "seq_len"),
+    ("task=delayed_recall task.n_symbols=1", "task.n_symbols"),
+    ("task=delayed_recall task.distractors=noise", "task.distractors"),
+    ("optim=sgd optim.momentum=1.5", "optim.momentum"), ("optim=rmsprop optim.lr=abc", "optim.lr"),
 ])
 def test_bad_values_give_one_line_naming_the_key(override, key):
-    cfg = make_cfg(override, "logger=none")
+    cfg = make_cfg(*override.split(), "logger=none")
     with pytest.raises(ConfigError) as err:
         validate(cfg)
     msg = str(err.value)

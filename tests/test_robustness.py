@@ -1,5 +1,6 @@
 """Runs that survive: W&B failures never stop training; (more: checkpoints, signals, divergence)."""
 import json
+import math
 import os
 import subprocess
 import sys
@@ -60,3 +61,129 @@ def test_wandb_that_cannot_start_at_all_is_skipped(tmp_path, monkeypatch, caplog
     t.log({"step": 0})
     t.finish()
     assert t.run is None and "could not start" in caplog.text
+
+
+# --- checkpoints, resume, signals ----------------------------------------------------------
+
+import signal
+import time
+from pathlib import Path
+
+LONG = ["task=adding", "model=gru", "seq_len=12", "model.hidden_size=8", "batch_size=8", "eval_size=32",
+        "steps=1500", "eval_every=100", "log_every=10", "checkpoint_every=50", "progress=false", "threads=1"]
+
+
+def start(tmp_path, run_dir, *args, env=None):
+    e = {**os.environ, "WANDB_SILENT": "true", "WANDB_MODE": "offline", **(env or {})}
+    where = [f"hydra.run.dir={run_dir}"] if run_dir else []
+    return subprocess.Popen([sys.executable, "-m", "seqlab", *where, *args], cwd=tmp_path,
+                            env=e, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def rows(run_dir: Path) -> list[dict]:
+    return [json.loads(r) for r in (run_dir / "metrics.jsonl").read_text().splitlines() if r.strip()]
+
+
+def wait_for_step(run_dir: Path, step: int, proc, timeout=120):
+    end = time.time() + timeout
+    while time.time() < end:
+        assert proc.poll() is None, proc.communicate()
+        try:
+            if rows(run_dir) and rows(run_dir)[-1]["step"] >= step:
+                return
+        except (FileNotFoundError, json.JSONDecodeError):
+            pass
+        time.sleep(0.05)
+    raise TimeoutError(f"no eval at step {step}")
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("ref")
+    p = start(tmp, tmp / "ref", *LONG, "logger=none")
+    out, err = p.communicate(timeout=600)
+    assert p.returncode == 0, err
+    return rows(tmp / "ref")
+
+
+def test_sigkill_then_rerun_resumes_to_identical_metrics(tmp_path, uninterrupted):
+    run_dir = tmp_path / "run"
+    p = start(tmp_path, run_dir, *LONG, "logger=none")
+    wait_for_step(run_dir, 300, p)
+    p.send_signal(signal.SIGKILL)
+    p.wait()
+    assert not (run_dir / "summary.json").exists()  # it really died mid-run
+    assert (run_dir / "checkpoint.pt").exists()
+    p = start(tmp_path, run_dir, *LONG, "logger=none")  # the same command, the same directory
+    out, err = p.communicate(timeout=600)
+    assert p.returncode == 0, err
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["status"] == "finished" and 300 <= summary["resumed_from_step"] < 1500
+    assert rows(run_dir) == uninterrupted  # every eval row, train loss and grad norm included
+
+
+def test_sigterm_checkpoints_marks_preempted_and_resume_equals_uninterrupted(tmp_path, uninterrupted):
+    run_dir = tmp_path / "run"
+    p = start(tmp_path, run_dir, *LONG)  # with W&B (offline)
+    wait_for_step(run_dir, 200, p)
+    p.send_signal(signal.SIGTERM)
+    out, err = p.communicate(timeout=120)
+    assert p.returncode == 128 + signal.SIGTERM, err
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["status"] == "preempted" and summary["stopped_at_step"] >= 200
+    assert (run_dir / "checkpoint.pt").exists()
+    (first,) = (run_dir / "wandb").glob("offline-run-*")
+    assert wandb_exit_code(first) == 128 + signal.SIGTERM  # finished, not left dangling
+
+    p = start(tmp_path, None, *LONG, f"resume={run_dir}")  # resume=DIR names the run directory
+    out, err = p.communicate(timeout=600)
+    assert p.returncode == 0, err
+    assert not (tmp_path / "outputs").exists()
+    assert json.loads((run_dir / "summary.json").read_text())["status"] == "finished"
+    assert rows(run_dir) == uninterrupted
+    runs = sorted((run_dir / "wandb").glob("offline-run-*"))
+    ids = {r.name.rsplit("-", 1)[-1] for r in runs}
+    assert len(ids) == 1  # the same W&B run id, resumed, not a second run
+
+
+def test_resume_refuses_a_different_experiment(tmp_path):
+    run_dir = tmp_path / "run"
+    p = start(tmp_path, run_dir, *LONG[:-4], "steps=4", "logger=none")
+    assert p.wait(timeout=300) == 0
+    r = subprocess.run([sys.executable, "-m", "seqlab", f"resume={run_dir}", *LONG[:-4], "steps=4",
+                        "model.hidden_size=16", "logger=none"], cwd=tmp_path, capture_output=True, text=True)
+    assert r.returncode != 0 and "model=" in r.stderr and "checkpoint" in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1
+
+
+# --- non-finite loss or gradient -------------------------------------------------------------
+
+EXPLODE = ["task=adding", "model=rnn", "model.layer.activation=identity", "model.layer.init=orthogonal",
+           "model.layer.recurrent_gain=1.0", "seq_len=30", "model.hidden_size=16", "optim=sgd", "optim.lr=50",
+           "batch_size=16", "eval_size=16", "eval_every=1", "log_every=1", "progress=false", "logger=none"]
+
+
+def run_cli(tmp_path, run_dir, *args):
+    return subprocess.run([sys.executable, "-m", "seqlab", f"hydra.run.dir={run_dir}", *args], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=300)
+
+
+def test_exploding_run_is_stopped_at_the_first_nonfinite_step(tmp_path):
+    r = run_cli(tmp_path, tmp_path / "a", *EXPLODE, "steps=50")
+    assert r.returncode == 3, r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1 and "diverged" in r.stderr
+    s = json.loads((tmp_path / "a" / "summary.json").read_text())
+    k = s["diverged_step"]
+    assert s["status"] == "diverged" and 1 < k < 50 and math.isfinite(s["last_finite_grad_norm"])
+    assert "final_loss" not in s  # nothing that looks like a result
+    assert all(math.isfinite(v) for row in rows(tmp_path / "a") for v in row.values() if isinstance(v, float))
+    # the same run one step shorter never meets a non-finite value: k really is the first one
+    r = run_cli(tmp_path, tmp_path / "b", *EXPLODE, f"steps={k - 1}")
+    assert r.returncode == 0, r.stderr
+
+
+def test_skip_policy_drops_the_bad_updates_and_counts_them(tmp_path):
+    r = run_cli(tmp_path, tmp_path / "a", *EXPLODE, "steps=30", "on_nonfinite=skip")
+    assert r.returncode == 0, r.stderr
+    s = json.loads((tmp_path / "a" / "summary.json").read_text())
+    assert s["status"] == "finished" and s["skipped_updates"] > 0
