@@ -289,6 +289,11 @@ def train(cfg: DictConfig, info: RunInfo) -> dict:
         raise
     except Diverged as e:
         summary.update(status="diverged", error=str(e))
+        if probe_settings:  # the gradient through time at the step it blew up (parameters not yet updated)
+            try:
+                do_probe(state.step, final=True)
+            except Exception as probe_error:  # noqa: BLE001 - the divergence is what gets reported
+                summary["probe_error"] = f"{type(probe_error).__name__}: {probe_error}".splitlines()[0]
         raise
     except BaseException as e:
         summary.update(status="failed", error=f"{type(e).__name__}: {e}".splitlines()[0])

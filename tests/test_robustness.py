@@ -187,3 +187,36 @@ def test_skip_policy_drops_the_bad_updates_and_counts_them(tmp_path):
     assert r.returncode == 0, r.stderr
     s = json.loads((tmp_path / "a" / "summary.json").read_text())
     assert s["status"] == "finished" and s["skipped_updates"] > 0
+
+
+def test_submitit_job_preempted_by_usr2_is_checkpointed_requeued_and_resumed(tmp_path):
+    """submitit's preemption protocol, on this machine: SIGUSR2 to the job (what SLURM sends before
+    preempting, and what submitit_local sends before its timeout) -> seqlab writes a checkpoint at the
+    next step boundary and hands the signal to submitit, which requeues the job; the requeued job
+    resumes from the checkpoint in the same job directory and finishes."""
+    sweep = tmp_path / "sweep"
+    p = subprocess.Popen([sys.executable, "-m", "seqlab", "-m", "hydra/launcher=submitit_local",
+                          "hydra.launcher.timeout_min=10", f"hydra.sweep.dir={sweep}", "logger=none",
+                          "probe=none", *LONG], cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                         text=True, env={**os.environ, "WANDB_SILENT": "true"})
+    job_dir = sweep / "0"
+    end = time.time() + 180
+    while not ((job_dir / "metrics.jsonl").exists() and rows(job_dir) and rows(job_dir)[-1]["step"] >= 200):
+        assert p.poll() is None and time.time() < end, p.communicate()
+        time.sleep(0.1)
+    (pid,) = [int(d.name) for d in Path("/proc").iterdir() if d.name.isdigit() and _is_submitit_task(d, sweep)]
+    os.kill(pid, signal.SIGUSR2)
+    out, err = p.communicate(timeout=600)
+    assert p.returncode == 0, err
+    summary = json.loads((job_dir / "summary.json").read_text())
+    assert summary["status"] == "finished" and 200 <= summary["resumed_from_step"] < 1500
+    log = "".join(f.read_text() for f in sweep.rglob("*_log.*"))
+    assert "Caught signal SIGUSR2" in log and "Requeued job" in log
+
+
+def _is_submitit_task(proc_dir: Path, sweep: Path) -> bool:
+    try:
+        cmd = (proc_dir / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+    except OSError:
+        return False
+    return "submitit.core._submit" in cmd and str(sweep) in cmd
