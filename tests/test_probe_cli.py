@@ -1,0 +1,64 @@
+"""The standalone entry ``python -m seqlab.probe``: an untrained or checkpointed model, no training."""
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+from hydra import compose, initialize_config_dir
+
+from seqlab.__main__ import CONF_DIR
+from seqlab.config import build_model, build_probe, build_task
+from seqlab.probe import probe
+
+pytestmark = pytest.mark.filterwarnings("ignore:`torch.jit.script` is deprecated:DeprecationWarning")
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def compose_cfg(*overrides):
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        return compose(config_name="probe_only", overrides=list(overrides))
+
+
+def cli(*args, cwd):
+    env = {**os.environ, "WANDB_MODE": "offline", "WANDB_SILENT": "true"}
+    return subprocess.run([sys.executable, "-m", "seqlab.probe", *args], capture_output=True, text=True, cwd=cwd,
+                          env=env, timeout=300)
+
+
+def test_standalone_probe_of_a_checkpoint_equals_the_library(tmp_path):
+    overrides = ("task=copy", "model=lstm", "seq_len=4", "model.hidden_size=6", "probe.batch_size=5",
+                 "probe.lyapunov_k=3", "seed=7")
+    cfg = compose_cfg(*overrides)
+    task = build_task(cfg)
+    torch.manual_seed(123)
+    model = build_model(cfg, task)  # not the model seed=7 makes: the checkpoint's weights must win
+    ckpt = tmp_path / "checkpoint.pt"
+    torch.save({"model": model.state_dict(), "loop": {"step": 42}}, ckpt)
+    settings = build_probe(cfg)
+    expected = probe(model, task, settings.make_batch(task), settings).summary()
+
+    out = tmp_path / "probe-out"
+    r = cli(*overrides, f"checkpoint={ckpt}", f"hydra.run.dir={out}", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert "c_l0: gain" in r.stdout and "lyapunov_l0: top exponent" in r.stdout and str(out) in r.stdout
+    s = json.loads((out / "summary.json").read_text())
+    assert s["step"] == 42 and s["probe"]["step"] == 42 and s["checkpoint"] == str(ckpt)
+    for key in ("h_l0", "c_l0"):
+        assert s["probe"][key]["gain"] == pytest.approx(expected[key]["gain"], rel=1e-6)
+    assert s["probe"]["lyapunov_l0"]["max"] == pytest.approx(expected["lyapunov_l0"]["max"], rel=1e-5)
+    with np.load(out / "probe.npz") as npz:
+        assert npz["steps"].tolist() == [42]
+    assert (out / "probe_heatmap.png").read_bytes()[:8] == PNG_MAGIC
+
+
+def test_standalone_probe_errors_leave_no_output_directory(tmp_path):
+    out = tmp_path / "never"
+    r = cli(f"checkpoint={tmp_path / 'missing.pt'}", f"hydra.run.dir={out}", cwd=tmp_path)
+    assert r.returncode == 2 and "checkpoint=" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+    r = cli("probe=none", f"hydra.run.dir={out}", cwd=tmp_path)
+    assert r.returncode == 2 and "nothing to probe" in r.stderr
+    assert not out.exists()
