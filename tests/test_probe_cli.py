@@ -10,8 +10,10 @@ import torch
 from hydra import compose, initialize_config_dir
 
 from seqlab.__main__ import CONF_DIR
+from seqlab.checks import ConfigError
 from seqlab.config import build_model, build_probe, build_task
 from seqlab.probe import probe
+from seqlab.probe.__main__ import check_standalone
 
 pytestmark = pytest.mark.filterwarnings("ignore:`torch.jit.script` is deprecated:DeprecationWarning")
 
@@ -42,7 +44,7 @@ def test_standalone_probe_of_a_checkpoint_equals_the_library(tmp_path):
     expected = probe(model, task, settings.make_batch(task), settings).summary()
 
     out = tmp_path / "probe-out"
-    r = cli(*overrides, f"checkpoint={ckpt}", f"hydra.run.dir={out}", cwd=tmp_path)
+    r = cli(*overrides, "threads=1", f"checkpoint={ckpt}", f"hydra.run.dir={out}", cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     assert "c_l0: gain" in r.stdout and "lyapunov_l0: top exponent" in r.stdout and str(out) in r.stdout
     s = json.loads((out / "summary.json").read_text())
@@ -59,6 +61,6 @@ def test_standalone_probe_errors_leave_no_output_directory(tmp_path):
     out = tmp_path / "never"
     r = cli(f"checkpoint={tmp_path / 'missing.pt'}", f"hydra.run.dir={out}", cwd=tmp_path)
     assert r.returncode == 2 and "checkpoint=" in r.stderr and len(r.stderr.strip().splitlines()) == 1
-    r = cli("probe=none", f"hydra.run.dir={out}", cwd=tmp_path)
-    assert r.returncode == 2 and "nothing to probe" in r.stderr
     assert not out.exists()
+    with pytest.raises(ConfigError, match="nothing to probe"):
+        check_standalone(compose_cfg("probe=none"))

@@ -40,7 +40,7 @@ def cli(*args, cwd):
 def test_short_run_writes_probe_npz_figures_and_summary(tmp_path):
     out = tmp_path / "run"
     r = cli("-m", "seqlab", "task=adding", "model=lstm", "seq_len=20", "steps=20", "probe.every=10",
-            "logger=none", "progress=false", *SMALL, *PROBE_SMALL, f"hydra.run.dir={out}", cwd=tmp_path)
+            "logger=none", "progress=false", "threads=1", *SMALL, *PROBE_SMALL, f"hydra.run.dir={out}", cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     with np.load(out / "probe.npz") as npz:
         assert npz["steps"].tolist() == [0, 10, 20]  # step 0, every 10, the end (not twice)
