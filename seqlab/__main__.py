@@ -189,10 +189,13 @@ def run(cfg: DictConfig) -> float:
     hc = HydraConfig.get()
     choices = {k: v for k, v in hc.runtime.choices.items() if not k.startswith("hydra")}
     info = RunInfo(run_dir=Path(hc.runtime.output_dir), name=_run_name(cfg, choices, hc.job.override_dirname),
-                   group=_sweep_group(hc) if hc.mode == RunMode.MULTIRUN else None, choices=choices)
+                   group=_sweep_group(hc) if hc.mode == RunMode.MULTIRUN else None, choices=choices,
+                   setting=_run_name(cfg, choices, _without(hc.job.override_dirname, SEEDLESS)))
     try:
         summary = train(cfg, info)
     except ConfigError as e:
+        if hc.mode == RunMode.MULTIRUN:
+            raise  # this job is marked failed; the sweep goes on
         fail(str(e))
     except Preempted as e:  # the whole process stops (a sweep too); rerun the command to resume
         print(f"seqlab: {e} ({info.run_dir})", file=sys.stderr)
@@ -212,6 +215,14 @@ def _run_name(cfg: DictConfig, choices: dict, override_dirname: str) -> str:
     base = f"{choices.get('task', 'task')}-{choices.get('model', 'model')}-T{cfg.seq_len}"
     extra = [o for o in override_dirname.split(",") if o and o.split("=")[0] not in ("task", "model", "seq_len")]
     return base + (" " + ",".join(extra) if extra else "")
+
+
+# Overrides that do not make a different setting: runs that differ only in these are repeats.
+SEEDLESS = ("seed", "resume")
+
+
+def _without(override_dirname: str, keys: tuple[str, ...]) -> str:
+    return ",".join(o for o in override_dirname.split(",") if o.split("=")[0].lstrip("+~") not in keys)
 
 
 def _sweep_group(hc) -> str:

@@ -59,6 +59,7 @@ class RunInfo:
     name: str
     group: str | None = None
     choices: dict = field(default_factory=dict)  # config-group choices, e.g. {"model": "rnn"}
+    setting: str | None = None  # the name without seed: W&B config "setting", group by it to average seeds
 
 
 @dataclass
@@ -330,6 +331,8 @@ def _make_tracker(cfg: DictConfig, info: RunInfo, config: dict, task: Task, resu
         kwargs["group"] = cfg.logger.group or info.group
     if resume_id:
         kwargs["resume_id"] = resume_id
+    if info.setting:
+        config = {**config, "setting": info.setting}
     return instantiate(cfg.logger)(run_dir=info.run_dir, config=config, name=info.name,
                                    job_type=task.name, **kwargs)
 
