@@ -7,6 +7,7 @@ import pytest
 import torch
 from torch import nn
 
+from seqlab.__main__ import CONF_DIR
 from seqlab.models import GRULayer, LSTMLayer, RNNLayer, SequenceModel
 from seqlab.probe import (ProbeSettings, curve_keys, fit_curve, gradient_curves, layer_inputs,
                           lyapunov_spectrum, noise_floor, probe, probe_loss_steps, probe_mode)
@@ -232,6 +233,71 @@ def test_lyapunov_of_rho_q_is_log_rho_and_covers_the_lstm_cell_state():
     lam = lyapunov_spectrum(lstm.layers[0], task.make_batch(2, torch.Generator()).inputs, k=100, warmup=10)
     assert lam.shape == (8,)  # k capped at the full state (h, c): 2H
     assert np.all(np.diff(lam) <= 1e-6) and np.all(lam < 0)
+
+
+def reference_lyapunov(layer, x, k, warmup, seed=0):
+    """The QR method with each step's full Jacobian from reverse-mode autograd (one sequence)."""
+    drive = layer.input_drive(x)[0]  # (T, G)
+    state = layer.initial_state(x)
+    sizes = [s.shape[-1] for s in state]
+    s = torch.cat(state, dim=-1)[0]  # (S,)
+    gen = torch.Generator().manual_seed(seed)
+    Q = torch.linalg.qr(torch.randn(1, len(s), k, generator=gen, dtype=torch.float64))[0][0]
+    total = torch.zeros(k, dtype=torch.float64)
+    for t, u in enumerate(drive):
+        def f(v, u=u):
+            return torch.cat(layer.step(u[None], tuple(v[None].split(sizes, dim=-1))), dim=-1)[0]
+        J = torch.autograd.functional.jacobian(f, s)  # (S, S)
+        s = f(s).detach()
+        Q, R = torch.linalg.qr(J @ Q)
+        r = torch.diagonal(R)
+        Q = Q * torch.sign(r)
+        if t >= warmup:
+            total += r.abs().log()
+    return (total / (len(drive) - warmup)).numpy()
+
+
+@pytest.mark.parametrize("model", sorted(p.stem for p in (CONF_DIR / "model").glob("*.yaml")))
+def test_lyapunov_of_every_cell_equals_a_full_jacobian_reference(model):
+    # the fast path (forward-mode AD through each layer's own step, dual parameters) must be exact
+    # for every cell in conf/model, present and future
+    from hydra import compose, initialize_config_dir
+    from hydra.utils import instantiate
+
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        cfg = compose(config_name="config", overrides=[f"model={model}", "model.hidden_size=6", "seq_len=30"])
+    task = instantiate(cfg.task)
+    torch.manual_seed(0)
+    net = instantiate(cfg.model)(input_size=task.input_size, output_size=task.output_size).double()
+    x = batch_for(task, 1).inputs
+    for layer, inputs in zip(net.layers, layer_inputs(net, x)):
+        fast = lyapunov_spectrum(layer, inputs, k=4, warmup=5)
+        np.testing.assert_allclose(fast, reference_lyapunov(layer, inputs, k=4, warmup=5), rtol=1e-9, atol=1e-9)
+
+
+@pytest.mark.parametrize("model", sorted(p.stem for p in (CONF_DIR / "model").glob("*.yaml")))
+def test_batched_vjps_equal_one_backward_per_loss_step_for_every_cell(model):
+    from hydra import compose, initialize_config_dir
+    from hydra.utils import instantiate
+
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        cfg = compose(config_name="config", overrides=[f"model={model}", "model.hidden_size=6", "task=copy",
+                                                       "seq_len=3"])
+    task = instantiate(cfg.task)
+    torch.manual_seed(0)
+    net = instantiate(cfg.model)(input_size=task.input_size, output_size=task.output_size).double()
+    batch = batch_for(task, 3)
+    curves = gradient_curves(net, task, batch, max_loss_steps=3)  # answer steps 13, 17, 22
+    B, T = batch.inputs.shape[:2]
+    taps = [{n: t.double().detach().requires_grad_() for n, t in layer.items()} for layer in net.make_taps(B, T)]
+    flat = [t for layer in taps for t in layer.values()]
+    per_step = task.loss_per_step(net(batch.inputs, taps=taps), batch) * B
+    K = len(curves.lags)
+    for j, tau in enumerate(curves.loss_steps.tolist()):
+        grads = torch.autograd.grad(per_step[tau], flat, retain_graph=True)
+        for key, g in zip(curves.keys, grads):
+            expected = g[:, tau - np.arange(K)].norm(dim=-1).mean(0).numpy()
+            np.testing.assert_allclose(curves.per_loss_step[key][j], expected, rtol=1e-12)
 
 
 def test_layer_inputs_are_what_each_layer_receives():

@@ -22,6 +22,8 @@ from typing import Iterator
 import numpy as np
 import torch
 import torch.autograd.forward_ad as fwAD
+from torch import nn
+from torch.func import functional_call
 
 from ..models import RecurrentLayer, SequenceModel
 from .gradient import probe_mode
@@ -58,6 +60,35 @@ def layer_inputs(model: SequenceModel, x: torch.Tensor) -> list[torch.Tensor]:
     return seen
 
 
+class _QRLoop(nn.Module):
+    """The QR loop over one trajectory, as a module's forward so that ``functional_call`` can
+    swap dual parameters into ``layer`` once for the whole loop."""
+
+    def __init__(self, layer: RecurrentLayer):
+        super().__init__()
+        self.layer = layer
+
+    def forward(self, drive: torch.Tensor, s: torch.Tensor, Q: torch.Tensor, warmup: int,
+                sizes: list[int]) -> torch.Tensor:
+        """drive (n, T, G), state s (n, S), Q (n, S, k) -> sum over t >= warmup of log R_ii, (n, k)."""
+        (n, S, k), T = Q.shape, drive.shape[1]
+        # the drive as duals with a zero tangent (see lyapunov_spectrum); row (b, j) is sequence b
+        u = fwAD.make_dual(drive.repeat_interleave(k, dim=0), torch.zeros_like(drive).repeat_interleave(k, dim=0))
+        log_r = torch.zeros(n, k, dtype=torch.float64, device=drive.device)
+        for t, u_t in enumerate(u.unbind(1)):
+            # row (b, j) of the (n*k, S) batch: state s_b with tangent Q_b[:, j]
+            dual = fwAD.make_dual(s.repeat_interleave(k, dim=0), Q.transpose(1, 2).reshape(n * k, S))
+            out = self.layer.step(u_t, tuple(dual.split(sizes, dim=-1)))
+            primal, tangent = fwAD.unpack_dual(torch.cat(out, dim=-1))  # (n*k, S) each
+            s = primal[::k]  # (n, S): every copy carries the same state
+            Q, R = torch.linalg.qr(tangent.reshape(n, k, S).transpose(1, 2))  # J_t Q = Q' R: (n, S, k), (n, k, k)
+            r = torch.diagonal(R, dim1=-2, dim2=-1)  # (n, k)
+            Q = Q * torch.where(r < 0, -1.0, 1.0).to(Q.dtype).unsqueeze(1)  # Q D, D R: diag(R) > 0
+            if t >= warmup:
+                log_r += r.abs().double().log()
+        return log_r
+
+
 def lyapunov_spectrum(layer: RecurrentLayer, inputs: torch.Tensor, k: int = 16, warmup: int = 50,
                       seed: int = 0) -> np.ndarray:
     """Top-k Lyapunov exponents (k,) of ``layer`` driven by ``inputs`` (n, T, D), mean over the n.
@@ -68,7 +99,7 @@ def lyapunov_spectrum(layer: RecurrentLayer, inputs: torch.Tensor, k: int = 16, 
     n, T = inputs.shape[:2]
     warmup = min(warmup, T // 2)
     with probe_mode(layer), torch.no_grad(), one_thread():
-        drive = layer.input_drive(inputs).unbind(1)  # T x (n, G)
+        drive = layer.input_drive(inputs)  # (n, T, G)
         state = layer.initial_state(inputs)
         sizes = [s.shape[-1] for s in state]
         S = sum(sizes)
@@ -76,20 +107,14 @@ def lyapunov_spectrum(layer: RecurrentLayer, inputs: torch.Tensor, k: int = 16, 
         gen = torch.Generator().manual_seed(seed)
         Q = torch.linalg.qr(torch.randn(n, S, k, generator=gen, dtype=torch.float64))[0]  # (n, S, k)
         Q = Q.to(device=inputs.device, dtype=inputs.dtype)
-        s = torch.cat(state, dim=-1)  # (n, S)
-        log_r = torch.zeros(n, k, dtype=torch.float64, device=inputs.device)
-        for t, u_t in enumerate(drive):
-            with fwAD.dual_level():
-                # row (b, j) of the (n*k, S) batch: state s_b with tangent Q_b[:, j]
-                dual = fwAD.make_dual(s.repeat_interleave(k, dim=0), Q.transpose(1, 2).reshape(n * k, S))
-                out = layer.step(u_t.repeat_interleave(k, dim=0), tuple(dual.split(sizes, dim=-1)))
-                primal, tangent = fwAD.unpack_dual(torch.cat(out, dim=-1))  # (n*k, S) each
-            s = primal[::k]  # (n, S): every copy carries the same state
-            Q, R = torch.linalg.qr(tangent.reshape(n, k, S).transpose(1, 2))  # J_t Q = Q' R: (n, S, k), (n, k, k)
-            r = torch.diagonal(R, dim1=-2, dim2=-1)  # (n, k)
-            Q = Q * torch.where(r < 0, -1.0, 1.0).to(Q.dtype).unsqueeze(1)  # Q D, D R: diag(R) > 0
-            if t >= warmup:
-                log_r += r.abs().double().log()
+        loop = _QRLoop(layer)
+        with fwAD.dual_level():
+            # Every parameter enters as a dual with a real zero tangent: an op between a dual and a
+            # plain tensor takes forward AD's zero-tensor path, ~30x slower than dual with dual
+            # (torch 2.13 CPU: add 240 us vs 7 us at (16, 128)).
+            params = {name: fwAD.make_dual(p.detach(), torch.zeros_like(p))
+                      for name, p in loop.named_parameters() if p.is_floating_point()}
+            log_r = functional_call(loop, params, (drive, torch.cat(state, dim=-1), Q, warmup, sizes))
     return (log_r / (T - warmup)).mean(0).cpu().numpy()
 
 
