@@ -128,14 +128,32 @@ def finite_difference_norms(model, task, batch, eps=1e-5):
     return grads
 
 
-@pytest.mark.parametrize("case", ["lstm-2-layers-adding", "gru-copy"])
+def model_from_config(name, task, hidden, layers=None):
+    """A float64 model from conf/model/{name}.yaml (every cell, present and future)."""
+    from hydra import compose, initialize_config_dir
+    from hydra.utils import instantiate
+
+    overrides = [f"model={name}", f"model.hidden_size={hidden}", f"seq_len={task.seq_len}"]
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        cfg = compose(config_name="config", overrides=overrides + ([f"model.num_layers={layers}"] if layers else []))
+    torch.manual_seed(0)
+    return instantiate(cfg.model)(input_size=task.input_size, output_size=task.output_size).double()
+
+
+MODELS = sorted(p.stem for p in (CONF_DIR / "model").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("case", ["lstm-2-layers-adding", "gru-copy"] + [f"{m}-adding" for m in MODELS])
 def test_curves_equal_finite_differences(case):
     if case == "lstm-2-layers-adding":
-        task, model, max_steps = Adding(seq_len=6), None, None
+        task, max_steps = Adding(seq_len=6), None
         model = make_model(LSTMLayer, task, hidden=3, layers=2)
-    else:
+    elif case == "gru-copy":  # several loss steps
         task, max_steps = Copy(seq_len=2), 3
         model = make_model(GRULayer, task, hidden=3)
+    else:  # every model config, as configured (IndRNN: 2 layers)
+        task, max_steps = Adding(seq_len=5), None
+        model = model_from_config(case.removesuffix("-adding"), task, hidden=4)
     batch = batch_for(task, n=3)
     curves = gradient_curves(model, task, batch, max_loss_steps=max_steps)
     fd = finite_difference_norms(model, task, batch)
@@ -257,47 +275,16 @@ def reference_lyapunov(layer, x, k, warmup, seed=0):
     return (total / (len(drive) - warmup)).numpy()
 
 
-@pytest.mark.parametrize("model", sorted(p.stem for p in (CONF_DIR / "model").glob("*.yaml")))
+@pytest.mark.parametrize("model", MODELS)
 def test_lyapunov_of_every_cell_equals_a_full_jacobian_reference(model):
     # the fast path (forward-mode AD through each layer's own step, dual parameters) must be exact
     # for every cell in conf/model, present and future
-    from hydra import compose, initialize_config_dir
-    from hydra.utils import instantiate
-
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        cfg = compose(config_name="config", overrides=[f"model={model}", "model.hidden_size=6", "seq_len=30"])
-    task = instantiate(cfg.task)
-    torch.manual_seed(0)
-    net = instantiate(cfg.model)(input_size=task.input_size, output_size=task.output_size).double()
+    task = Adding(seq_len=30)
+    net = model_from_config(model, task, hidden=6)
     x = batch_for(task, 1).inputs
     for layer, inputs in zip(net.layers, layer_inputs(net, x)):
         fast = lyapunov_spectrum(layer, inputs, k=4, warmup=5)
         np.testing.assert_allclose(fast, reference_lyapunov(layer, inputs, k=4, warmup=5), rtol=1e-9, atol=1e-9)
-
-
-@pytest.mark.parametrize("model", sorted(p.stem for p in (CONF_DIR / "model").glob("*.yaml")))
-def test_batched_vjps_equal_one_backward_per_loss_step_for_every_cell(model):
-    from hydra import compose, initialize_config_dir
-    from hydra.utils import instantiate
-
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        cfg = compose(config_name="config", overrides=[f"model={model}", "model.hidden_size=6", "task=copy",
-                                                       "seq_len=3"])
-    task = instantiate(cfg.task)
-    torch.manual_seed(0)
-    net = instantiate(cfg.model)(input_size=task.input_size, output_size=task.output_size).double()
-    batch = batch_for(task, 3)
-    curves = gradient_curves(net, task, batch, max_loss_steps=3)  # answer steps 13, 17, 22
-    B, T = batch.inputs.shape[:2]
-    taps = [{n: t.double().detach().requires_grad_() for n, t in layer.items()} for layer in net.make_taps(B, T)]
-    flat = [t for layer in taps for t in layer.values()]
-    per_step = task.loss_per_step(net(batch.inputs, taps=taps), batch) * B
-    K = len(curves.lags)
-    for j, tau in enumerate(curves.loss_steps.tolist()):
-        grads = torch.autograd.grad(per_step[tau], flat, retain_graph=True)
-        for key, g in zip(curves.keys, grads):
-            expected = g[:, tau - np.arange(K)].norm(dim=-1).mean(0).numpy()
-            np.testing.assert_allclose(curves.per_loss_step[key][j], expected, rtol=1e-12)
 
 
 def test_layer_inputs_are_what_each_layer_receives():

@@ -13,9 +13,9 @@ hands each example its own dL_tau/ds_t in one backward pass; norms are taken per
 example, then summarized over the batch (mean and quartiles).
 
 A task with one loss step (adding, delayed recall) gives one backward. A task
-with several (copy) gives one vector-Jacobian product per loss step used, batched
-into one backward pass: the steps that carry the long-range answer
-(``Task.answer_steps``), at most ``max_loss_steps`` of them, evenly spaced. Lags run from 0 to the smallest tau used, so that every lag is
+with several (copy) gives one backward per loss step used: the steps that carry
+the long-range answer (``Task.answer_steps``), at most ``max_loss_steps`` of them,
+evenly spaced. Lags run from 0 to the smallest tau used, so that every lag is
 the mean over the same loss steps.
 """
 from __future__ import annotations
@@ -112,17 +112,14 @@ def gradient_curves(model: SequenceModel, task: Task, batch: Batch,
         flat = [tap for layer in taps for tap in layer.values()]  # in curve_keys order
         outputs = model(x, taps=taps)  # (B, T, O)
         losses = (task.loss_per_step(outputs, batch) * B)[cols]  # (L,) sums over the batch
-        L = len(cols)
-        # all L loss steps in one backward: L cotangents at once (vmapped), ~25% faster than L
-        # backward passes on CPU (benchmarks/probe_cost.py); one loss step: a plain backward
-        grads = torch.autograd.grad(losses if L > 1 else losses[0], flat, allow_unused=True, materialize_grads=True,
-                                    grad_outputs=torch.eye(L, dtype=losses.dtype, device=x.device) if L > 1 else None,
-                                    is_grads_batched=L > 1)
         norms = {key: [] for key in keys}  # key -> L x (B, K)
-        for key, g in zip(keys, grads):
-            g = g.detach().reshape(L, B, T, -1)  # (L, B, T, H)
-            for j, tau in enumerate(steps.tolist()):
-                window = g[j, :, tau - K + 1:tau + 1].double()  # (B, K, H), t = tau-K+1 .. tau
+        # One backward per loss step. Batched VJPs (is_grads_batched) measured no faster on CPU
+        # (benchmarks/probe_cost.py) and hold L copies of every gradient (copy, T=1000: ~1 GB at L=10).
+        for j, tau in enumerate(steps.tolist()):
+            grads = torch.autograd.grad(losses[j], flat, retain_graph=j < len(cols) - 1,
+                                        allow_unused=True, materialize_grads=True)
+            for key, g in zip(keys, grads):  # g: (B, T, H)
+                window = g[:, tau - K + 1:tau + 1].detach().double()  # (B, K, H), t = tau-K+1 .. tau
                 # float64: a float32 sum of squares underflows once the entries fall below ~1e-19
                 norms[key].append(torch.linalg.vector_norm(window, dim=-1).flip(-1))  # (B, K), lag order
     mean, quartiles, per_loss_step = {}, {}, {}
