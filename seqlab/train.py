@@ -222,7 +222,7 @@ def train(cfg: DictConfig, info: RunInfo) -> dict:
             tick = time.perf_counter()
             for step in bar:
                 batch = task.make_batch(cfg.batch_size, data_gen, device)
-                outputs = model(batch.inputs)  # (B, T, O)
+                outputs = model(batch.inputs, steps=task.loss_steps)  # (B, T, O), read out at the loss steps only
                 loss = task.loss(outputs, batch)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()

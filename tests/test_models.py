@@ -36,6 +36,23 @@ def test_fused_and_step_paths_agree(name):
         torch.testing.assert_close(a, b, rtol=1e-8, atol=1e-10)
 
 
+@pytest.mark.parametrize("name", ["rnn-tanh", "lstm"])
+def test_readout_at_chosen_steps_only(name):
+    # what the training loop asks for: the loss steps' outputs and gradients as with a full readout
+    m = model(name).double()
+    x = torch.randn(5, 40, 3, dtype=torch.float64)
+    steps = torch.tensor([7, 39])
+    full, some = m(x), m(x, steps=steps)
+    assert some.shape == full.shape
+    torch.testing.assert_close(some[:, steps], full[:, steps], rtol=1e-12, atol=1e-12)
+    assert not some[:, :7].any() and not some[:, 8:39].any()
+    g_full = torch.autograd.grad(full[:, steps].square().sum(), list(m.parameters()))
+    g_some = torch.autograd.grad(m(x, steps=steps)[:, steps].square().sum(), list(m.parameters()))
+    for a, b in zip(g_full, g_some):
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)
+    torch.testing.assert_close(m(x, steps=torch.arange(40)), full)  # every step: the plain readout
+
+
 @pytest.mark.parametrize("name", LAYERS)
 def test_zero_taps_leave_outputs_unchanged_and_see_every_state(name):
     m = model(name).double()

@@ -50,8 +50,15 @@ class SequenceModel(nn.Module):
         return [{name: torch.zeros(batch_size, seq_len, H, device=device, requires_grad=True)
                  for name in layer.state_names} for layer in self.layers]
 
-    def forward(self, x: torch.Tensor, path: str = "fused", taps: list[Taps] | None = None) -> torch.Tensor:
-        """(B, T, D) -> (B, T, O). ``path="step"`` unrolls in time; ``taps`` implies it."""
+    def forward(self, x: torch.Tensor, path: str = "fused", taps: list[Taps] | None = None,
+                steps: torch.Tensor | None = None) -> torch.Tensor:
+        """(B, T, D) -> (B, T, O). ``path="step"`` unrolls in time; ``taps`` implies it.
+
+        ``steps`` (L,) distinct time indices: the readout runs at those steps only and the other
+        steps of the result are zero. The training loop passes the task's loss steps: with one
+        loss step (adding, delayed recall) that saves a (B*T, H) x (H, O) product and its backward,
+        ~10% of a tanh-RNN training step at T=200, H=128 on CPU (benchmarks/performance.py).
+        """
         check_choice("path", path, PATHS)
         for i, layer in enumerate(self.layers):
             if taps is not None or path == "step":
@@ -59,7 +66,11 @@ class SequenceModel(nn.Module):
             else:
                 y = layer(x)  # (B, T, H)
             x = x + y if self.residual and i > 0 else y
-        return self.readout(x)  # (B, T, O)
+        if steps is None or len(steps) == x.shape[1]:
+            return self.readout(x)  # (B, T, O)
+        steps = steps.to(x.device)
+        y = self.readout(x[:, steps])  # (B, L, O)
+        return y.new_zeros(x.shape[0], x.shape[1], y.shape[-1]).index_copy(1, steps, y)  # (B, T, O)
 
     @torch.no_grad()
     def project_(self) -> None:
