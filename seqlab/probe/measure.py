@@ -26,7 +26,7 @@ class ProbeSettings:
     every: int = 250
     batch_size: int = 64
     seed: int = 0
-    max_loss_steps: int = 4
+    max_loss_steps: int = 2
     horizon_floor: float = 1e-3
     lags: tuple[int, ...] = (1, 10, 100)
     lyapunov_k: int = 16

@@ -1,0 +1,140 @@
+"""What one probe costs next to one training step, and what the Lyapunov spectrum costs.
+
+    python benchmarks/probe_cost.py                # the README's table (a few minutes on 2 cores)
+    python benchmarks/probe_cost.py --repeats 3 --models rnn
+
+Rows (median over --repeats, after one warm-up call each, flush_denormal on as in train.py):
+  train step      fused forward + backward + Adam step, as train.py does it, at batch B
+  gradient probe  gradient_curves: the tapped step path + one backward per loss step, at batch B
+  full probe      seqlab.probe.probe with conf/probe/default.yaml's settings (gradient probe +
+                  fits + top-16 Lyapunov exponents of each layer over the probe trajectory)
+  lyapunov T=1000 lyapunov_spectrum: 16 exponents, H=128, one sequence of 1000 steps
+For copy (several loss steps) it also times gradient_curves' one backward per loss step
+against batched VJPs (is_grads_batched, all loss steps in one vmapped backward).
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from functools import partial
+
+import torch
+
+from seqlab.models import GRULayer, LSTMLayer, RNNLayer, SequenceModel
+from seqlab.probe import ProbeSettings, gradient_curves, lyapunov_spectrum, probe, probe_loss_steps
+from seqlab.tasks import Adding, Copy
+
+LAYERS = {"rnn": RNNLayer, "lstm": LSTMLayer, "gru": GRULayer}
+
+
+def median_times(fns: list, repeats: int) -> list[float]:
+    """Median seconds of each function, timed in turn (A B C A B C ...) so that a machine shared
+    with other jobs slows them alike; one warm-up call each first."""
+    for fn in fns:
+        fn()
+    times = [[] for _ in fns]
+    for _ in range(repeats):
+        for fn, ts in zip(fns, times):
+            t0 = time.perf_counter()
+            fn()
+            ts.append(time.perf_counter() - t0)
+    return [statistics.median(ts) for ts in times]
+
+
+def build(name: str, task, hidden: int) -> SequenceModel:
+    torch.manual_seed(0)
+    return SequenceModel(LAYERS[name], task.input_size, task.output_size, hidden_size=hidden)
+
+
+def train_step_fn(model, task, batch):
+    opt = torch.optim.Adam(model.parameters(), lr=1e-12)  # tiny lr: the model stays what it was
+
+    def step():
+        loss = task.loss(model(batch.inputs), batch)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(list(model.parameters()), float("inf"))
+        opt.step()
+    return step
+
+
+def batched_vjp_fn(model, task, batch, max_loss_steps):
+    """The alternative to one backward per loss step: all loss steps in one vmapped backward."""
+    def run():
+        B, T = batch.inputs.shape[:2]
+        taps = model.make_taps(B, T)
+        flat = [t for layer in taps for t in layer.values()]
+        per_step = task.loss_per_step(model(batch.inputs, taps=taps), batch) * B
+        steps = task.loss_steps.tolist()
+        cols = [steps.index(s) for s in probe_loss_steps(task, max_loss_steps).tolist()]
+        torch.autograd.grad(per_step[cols], flat, grad_outputs=torch.eye(len(cols)), is_grads_batched=True)
+    return run
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--models", nargs="+", default=list(LAYERS), choices=list(LAYERS))
+    p.add_argument("--seq-len", type=int, default=200)
+    p.add_argument("--batch", type=int, default=64)
+    p.add_argument("--hidden", type=int, default=128)
+    p.add_argument("--repeats", type=int, default=7)
+    p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's own)")
+    p.add_argument("--no-copy", action="store_true", help="skip the copy-task rows")
+    p.add_argument("--max-loss-steps", type=int, default=None, help="probe.max_loss_steps (default: the config's)")
+    p.add_argument("--no-lyapunov-table", action="store_true", help="skip the T=1000 Lyapunov timings")
+    args = p.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    torch.set_flush_denormal(True)
+    settings = ProbeSettings(batch_size=args.batch)
+    if args.max_loss_steps:
+        settings = ProbeSettings(batch_size=args.batch, max_loss_steps=args.max_loss_steps)
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, T={args.seq_len}, B={args.batch}, "
+          f"H={args.hidden}, median of {args.repeats}; probe settings: max_loss_steps={settings.max_loss_steps}, "
+          f"lyapunov_k={settings.lyapunov_k}, lyapunov_sequences={settings.lyapunov_sequences}\n")
+
+    print("| task | model | train step (ms) | gradient probe (ms) | ratio | full probe (ms) | ratio |")
+    print("|---|---|---:|---:|---:|---:|---:|")
+    tasks = [Adding(args.seq_len)] + ([] if args.no_copy else [Copy(args.seq_len)])
+    for task in tasks:
+        batch = task.make_batch(args.batch, torch.Generator().manual_seed(0))
+        for name in args.models:
+            model = build(name, task, args.hidden)
+            t_train, t_grad, t_full = median_times([
+                train_step_fn(model, task, batch),
+                partial(gradient_curves, model, task, batch, settings.max_loss_steps),
+                partial(probe, model, task, batch, settings)], args.repeats)
+            label = task.name + (f" (L={len(probe_loss_steps(task, settings.max_loss_steps))})"
+                                 if len(task.answer_steps) > 1 else "")
+            print(f"| {label} | {name} | {1e3 * t_train:.1f} | {1e3 * t_grad:.1f} | {t_grad / t_train:.2f} "
+                  f"| {1e3 * t_full:.1f} | {t_full / t_train:.2f} |", flush=True)
+
+    if not args.no_copy:
+        task = Copy(args.seq_len)
+        batch = task.make_batch(args.batch, torch.Generator().manual_seed(0))
+        print(f"\ncopy, L={settings.max_loss_steps} loss steps: one backward each (used) vs batched VJPs\n")
+        print("| model | one backward per loss step (ms) | is_grads_batched (ms) |")
+        print("|---|---:|---:|")
+        for name in args.models:
+            model = build(name, task, args.hidden)
+            t_used, t_vmap = median_times([
+                partial(gradient_curves, model, task, batch, settings.max_loss_steps),
+                batched_vjp_fn(model, task, batch, settings.max_loss_steps)], args.repeats)
+            print(f"| {name} | {1e3 * t_used:.1f} | {1e3 * t_vmap:.1f} |", flush=True)
+
+    if args.no_lyapunov_table:
+        return
+    print(f"\nLyapunov spectrum: 16 exponents, H={args.hidden}, one sequence of T=1000 (adding inputs)\n")
+    print("| model | seconds |")
+    print("|---|---:|")
+    task = Adding(1000)
+    x = task.make_batch(1, torch.Generator().manual_seed(0)).inputs
+    for name in args.models:
+        layer = build(name, task, args.hidden).layers[0]
+        (t,) = median_times([partial(lyapunov_spectrum, layer, x, 16, 100)], max(1, args.repeats // 3))
+        print(f"| {name} | {t:.2f} |", flush=True)
+
+
+if __name__ == "__main__":
+    main()
