@@ -51,7 +51,7 @@ def train_step_fn(model, task, batch):
     opt = torch.optim.Adam(model.parameters(), lr=1e-12)  # tiny lr: the model stays what it was
 
     def step():
-        loss = task.loss(model(batch.inputs), batch)
+        loss = task.loss(model(batch.inputs, steps=task.loss_steps), batch)  # as train.py
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(list(model.parameters()), float("inf"))
@@ -65,7 +65,7 @@ def batched_vjp_fn(model, task, batch, max_loss_steps):
         B, T = batch.inputs.shape[:2]
         taps = model.make_taps(B, T)
         flat = [t for layer in taps for t in layer.values()]
-        per_step = task.loss_per_step(model(batch.inputs, taps=taps), batch) * B
+        per_step = task.loss_per_step(model(batch.inputs, taps=taps, steps=task.loss_steps), batch) * B
         steps = task.loss_steps.tolist()
         cols = [steps.index(s) for s in probe_loss_steps(task, max_loss_steps).tolist()]
         torch.autograd.grad(per_step[cols], flat, grad_outputs=torch.eye(len(cols)), is_grads_batched=True)

@@ -110,7 +110,7 @@ def gradient_curves(model: SequenceModel, task: Task, batch: Batch,
         taps = [{name: tap.detach().to(x.dtype).requires_grad_() for name, tap in layer.items()}
                 for layer in model.make_taps(B, T, device=x.device)]  # the model's dtype (float64 in tests)
         flat = [tap for layer in taps for tap in layer.values()]  # in curve_keys order
-        outputs = model(x, taps=taps)  # (B, T, O)
+        outputs = model(x, taps=taps, steps=task.loss_steps)  # (B, T, O), read out at the loss steps only
         losses = (task.loss_per_step(outputs, batch) * B)[cols]  # (L,) sums over the batch
         norms = {key: [] for key in keys}  # key -> L x (B, K)
         # One backward per loss step. Batched VJPs (is_grads_batched) measured no faster on CPU
