@@ -297,8 +297,10 @@ COLUMNS = [  # (key, header, digits)
     ("solved_step", "solved step", 0),
     ("half_life_init", "half-life init", 3),
     ("half_life", "half-life", 3),
+    ("gain_init", "gain init", 3),
     ("gain", "gain", 3),
     ("horizon", "horizon", 0),
+    ("lyapunov_max_init", "λ1 init", 3),
     ("lyapunov_max", "λ1", 3),
 ]
 
@@ -509,8 +511,8 @@ def _legend_items(axes):
     return list(seen.values()), list(seen.keys())
 
 
-def _series(runs: Sequence[Run], key: str) -> tuple[np.ndarray, np.ndarray]:
-    """Mean over runs of metric ``key`` at each step that any of them reached."""
+def _series(runs: Sequence[Run], key: str, spread: bool = False):
+    """Mean over runs of metric ``key`` at each step that any of them reached (and min, max)."""
     by_step: dict[int, list[float]] = {}
     for r in runs:
         for row in r.metrics:
@@ -518,7 +520,10 @@ def _series(runs: Sequence[Run], key: str) -> tuple[np.ndarray, np.ndarray]:
             if "step" in row and math.isfinite(v):
                 by_step.setdefault(int(row["step"]), []).append(v)
     steps = np.asarray(sorted(by_step), dtype=np.int64)
-    return steps, np.asarray([np.mean(by_step[s]) for s in steps])
+    mean = np.asarray([np.mean(by_step[s]) for s in steps])
+    if not spread:
+        return steps, mean
+    return steps, mean, np.asarray([min(by_step[s]) for s in steps]), np.asarray([max(by_step[s]) for s in steps])
 
 
 def plot_learning_curves(settings: Sequence[Setting], path: Path, title: str = "") -> Path | None:
@@ -536,16 +541,24 @@ def plot_learning_curves(settings: Sequence[Setting], path: Path, title: str = "
                 continue
             c = colors[s.label]
             for ax, key in ((top, "eval/loss"), (bottom, "train/grad_norm")):
-                steps, y = _series(s.finished, key)
+                steps, y, lo, hi = _series(s.finished, key, spread=True)
                 if len(steps):
                     ax.plot(steps, y, "-", color=c, lw=1.4, label=s.label)
+                    if len(s.finished) > 1:
+                        ax.fill_between(steps, lo, hi, color=c, alpha=0.15, lw=0)
                 for r in s.runs:
                     if r.finished:
                         continue
                     st, yr = _series([r], key)
+                    # where it stopped: the step it diverged at (with its last finite gradient
+                    # norm), else its last evaluation
+                    stop = r.summary.get("diverged_step")
+                    last_norm = _num(r.summary.get("last_finite_grad_norm"))
+                    if key == "train/grad_norm" and stop is not None and math.isfinite(last_norm):
+                        st, yr = np.append(st, stop), np.append(yr, last_norm)
                     if len(st):
                         ax.plot(st, yr, ":", color=c, lw=1.0, label=s.label if not s.finished else None)
-                        ax.plot(st[-1:], yr[-1:], "x", color=c, ms=7)
+                        ax.plot([stop if stop is not None else st[-1]], yr[-1:], "x", color=c, ms=7)
             for r in s.runs:
                 if isinstance(r.summary.get("baseline"), (int, float)):
                     baselines.add(float(r.summary["baseline"]))
@@ -562,8 +575,8 @@ def plot_learning_curves(settings: Sequence[Setting], path: Path, title: str = "
     handles, labels = _legend_items(axes[0])
     if handles:
         fig.legend(handles, labels, loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=8, frameon=False)
-    fig.suptitle((title + ": " if title else "") + "learning curves (mean over finished seeds; "
-                 "dotted: failed/unfinished, x = where it stopped)", fontsize=9)
+    fig.suptitle((title + ": " if title else "") + "learning curves (mean and min-max band over finished seeds; "
+                 "dotted: each failed/diverged/unfinished run, x = where it stopped)", fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=110, bbox_inches="tight")
     plt.close(fig)
@@ -590,8 +603,8 @@ def plot_probe_vs_seq_len(rows: Sequence[dict], path: Path, colors: dict, title:
                 xs, ms, ss = [], [], []
                 for r in mine:
                     m, s, n = r[key + at]
-                    if n and math.isfinite(m):
-                        xs.append(_num(r["seq_len"]) if by_seq_len else labels.index(lab))
+                    if n and math.isfinite(m):  # categories: step 0 just left of the end
+                        xs.append(_num(r["seq_len"]) if by_seq_len else labels.index(lab) + (-0.12 if at else 0.12))
                         ms.append(m)
                         ss.append(s if math.isfinite(s) else 0.0)
                 if xs:
@@ -676,7 +689,8 @@ def write_report(runs: Sequence[Run], out: str | Path, curve: str = DEFAULT_CURV
              f"({', '.join(f'{n} {k}' for k, n in sorted(_status_counts(runs).items()) if k != FINISHED) or 'none'}).",
              "Each cell: mean ± sample std over the seeds (finished runs; the step-0 probe counts every run "
              "that got that far). `solved`: finished runs that reached the task's bar; `solved step` averages "
-             f"those. Probe numbers are for the curve `{curve}` (gradient w.r.t. the first layer's hidden state): "
+             f"those. Probe numbers are for the curve `{curve}` (h_l0: the gradient w.r.t. the first layer's "
+             "hidden state; c_l0: an LSTM's cell state; a model without it shows its first curve): "
              "half-life = ln 2 / −ln γ (∞ when γ ≥ 1), horizon = largest lag with g(k)/g(0) ≥ the probe's floor, "
              "λ1 = top Lyapunov exponent of layer 0, per step."]
     md = [f"# {title or 'seqlab report'}", "", *notes, "", _markdown_table(table_header(), table), ""]
