@@ -13,9 +13,6 @@ from seqlab.probe import (ProbeSettings, curve_keys, fit_curve, gradient_curves,
                           lyapunov_spectrum, noise_floor, probe, probe_loss_steps, probe_mode)
 from seqlab.tasks import Adding, Copy, DelayedRecall
 
-# torch's forward-mode AD scripts its decompositions on first use (torch.jit.script, deprecated)
-pytestmark = pytest.mark.filterwarnings("ignore:`torch.jit.script` is deprecated:DeprecationWarning")
-
 
 def make_model(layer, task, hidden=8, layers=1, dtype=torch.float64, seed=0, **layer_kwargs):
     torch.manual_seed(seed)

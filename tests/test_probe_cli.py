@@ -15,8 +15,6 @@ from seqlab.config import build_model, build_probe, build_task
 from seqlab.probe import probe
 from seqlab.probe.__main__ import check_standalone
 
-pytestmark = pytest.mark.filterwarnings("ignore:`torch.jit.script` is deprecated:DeprecationWarning")
-
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 

@@ -14,8 +14,6 @@ from seqlab.checks import ConfigError
 from seqlab.config import build_probe, validate
 from seqlab.train import RunInfo, train
 
-pytestmark = pytest.mark.filterwarnings("ignore:`torch.jit.script` is deprecated:DeprecationWarning")
-
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 SMALL = ("eval_size=32", "batch_size=8", "model.hidden_size=8")
 PROBE_SMALL = ("probe.batch_size=8", "probe.lyapunov_k=4")

@@ -16,6 +16,7 @@ h_t = W h_{t-1} + u_t the spectrum is log |eig(W)|.
 """
 from __future__ import annotations
 
+import warnings
 from contextlib import contextmanager
 from typing import Iterator
 
@@ -108,7 +109,9 @@ def lyapunov_spectrum(layer: RecurrentLayer, inputs: torch.Tensor, k: int = 16, 
         Q = torch.linalg.qr(torch.randn(n, S, k, generator=gen, dtype=torch.float64))[0]  # (n, S, k)
         Q = Q.to(device=inputs.device, dtype=inputs.dtype)
         loop = _QRLoop(layer)
-        with fwAD.dual_level():
+        with fwAD.dual_level(), warnings.catch_warnings():
+            # torch loads its forward-AD decompositions on first use via torch.jit.script, which warns
+            warnings.filterwarnings("ignore", "`torch.jit.script` is deprecated", DeprecationWarning)
             # Every parameter enters as a dual with a real zero tangent: an op between a dual and a
             # plain tensor takes forward AD's zero-tensor path, ~30x slower than dual with dual
             # (torch 2.13 CPU: add 240 us vs 7 us at (16, 128)).
