@@ -113,8 +113,9 @@ def gradient_curves(model: SequenceModel, task: Task, batch: Batch,
         outputs = model(x, taps=taps, steps=task.loss_steps)  # (B, T, O), read out at the loss steps only
         losses = (task.loss_per_step(outputs, batch) * B)[cols]  # (L,) sums over the batch
         norms = {key: [] for key in keys}  # key -> L x (B, K)
-        # One backward per loss step. Batched VJPs (is_grads_batched) measured no faster on CPU
-        # (benchmarks/probe_cost.py) and hold L copies of every gradient (copy, T=1000: ~1 GB at L=10).
+        # One backward per loss step. Batched VJPs (is_grads_batched) timed from equal to ~20% faster
+        # on a busy CPU (benchmarks/probe_cost.py), but hold L copies of every gradient at once
+        # (copy, T=1000, L=10: ~1 GB) and need vmap rules from every future cell.
         for j, tau in enumerate(steps.tolist()):
             grads = torch.autograd.grad(losses[j], flat, retain_graph=j < len(cols) - 1,
                                         allow_unused=True, materialize_grads=True)
