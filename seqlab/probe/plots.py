@@ -43,13 +43,12 @@ def plot_curves(history: ProbeHistory, path: str | Path, title: str = "") -> Pat
         for step, g in zip(steps, history.means(key)):
             shown = np.where(g > 0, g, np.nan)  # log axis: zeros (underflow) left out
             ax.plot(lags, shown, color=cmap(norm(step)), lw=1.2, label=f"step {step}")
-        ax.axvline(history.task_lag, color="k", ls="--", lw=0.8, label=f"task lag {history.task_lag}")
+        lag_line = ax.axvline(history.task_lag, color="k", ls="--", lw=0.8, label=f"task lag {history.task_lag}")
         ax.set_yscale("log")
         ax.set_xlabel("lag k = tau - t")
         ax.set_ylabel(f"mean ||dL/d{key.split('_')[0]}_(tau-k)||")
         ax.set_title(f"{key}  ({key.split('_l')[0]}, layer {key.split('_l')[-1]})")
-        if len(steps) <= 6:
-            ax.legend(fontsize=7)
+        ax.legend(handles=None if len(steps) <= 6 else [lag_line], fontsize=7)  # many probes: a colour bar
     if len(steps) > 6:
         fig.colorbar(cm.ScalarMappable(norm=norm, cmap=cmap), ax=list(axes), label="training step")
     if title:
