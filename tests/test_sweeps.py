@@ -206,3 +206,20 @@ def test_optuna_search_minimizes_the_returned_final_loss(tmp_path):
     assert result["best_value"] == pytest.approx(min(losses.values()))
     lrs = [yaml.safe_load((d / "config.yaml").read_text())["optim"]["lr"] for d in runs]
     assert all(1e-3 <= lr <= 1e-1 for lr in lrs) and len(set(lrs)) == 3
+
+
+EXPERIMENTS = sorted(p.stem for p in (Path(__file__).resolve().parents[1] / "conf" / "experiment").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("name", EXPERIMENTS)
+def test_every_experiment_preset_is_one_valid_sweep_that_cites_its_source(name):
+    """`python -m seqlab -m +experiment=NAME` passes preflight for every job it declares."""
+    from seqlab.__main__ import CONF_DIR, preflight
+
+    text = (CONF_DIR / "experiment" / f"{name}.yaml").read_text()
+    assert text.startswith("# @package _global_\n")
+    assert any(str(year) in text for year in range(1990, 2030)), "cite the paper (authors, year)"
+    assert f"python -m seqlab -m +experiment={name}" in text and "python -m seqlab.report" in text
+    params = yaml.safe_load(text)["hydra"]["sweeper"]["params"]
+    assert params and f"multirun/{name}/" in yaml.safe_load(text)["hydra"]["sweep"]["dir"]
+    preflight(["-m", f"+experiment={name}"])
