@@ -68,6 +68,14 @@ def test_basic_launcher_failed_job_and_wandb_groups(tmp_path):
     settings = [value(n, "setting") for n in "0123"]
     assert settings[0] == settings[1] != settings[2] == settings[3]
     assert "seed" not in settings[0] and "optim.lr=0.01" in settings[2]
+    # the offline report reads the same sweep: two settings of two seeds, the diverged ones marked
+    from seqlab import report
+
+    assert report.main([str(sweep)]) == 0
+    data = json.loads((sweep / "report" / "report.json").read_text())
+    assert [(s["label"], s["runs"], s["finished"]) for s in data["settings"]] == [
+        ("lr=0.01", 2, 2), ("lr=1e+30", 2, 0)]
+    assert "| lr=1e+30 | 200 | 0/2 (2 diverged) |" in (sweep / "report" / "report.md").read_text()
 
 
 def test_joblib_launcher_runs_jobs_in_parallel_and_survives_a_failure(tmp_path):
