@@ -133,6 +133,19 @@ def build_probe(cfg: DictConfig):
     return _instantiate(node, "probe") if node and "_target_" in node else None
 
 
+def setup(cfg: DictConfig) -> tuple[torch.device, Task, SequenceModel]:
+    """What every entry does first: validate, set the process knobs (threads, denormals), build the
+    task, and build the model from ``cfg.seed`` on its device."""
+    validate(cfg)
+    device = resolve_device(cfg.device)
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    torch.set_flush_denormal(cfg.flush_denormal)
+    task = build_task(cfg)
+    torch.manual_seed(cfg.seed)  # model initialization
+    return device, task, build_model(cfg, task).to(device)
+
+
 def validate(cfg: DictConfig) -> None:
     """Everything that can be checked before a run starts (builds the parts, cheaply)."""
     try:
@@ -147,4 +160,4 @@ def validate(cfg: DictConfig) -> None:
 
 
 __all__ = ["ConfigError", "RunSchema", "build_model", "build_optimizer", "build_probe", "build_task",
-           "is_int", "resolve_device", "validate"]
+           "is_int", "resolve_device", "setup", "validate"]

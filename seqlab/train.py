@@ -28,7 +28,7 @@ from omegaconf import DictConfig, OmegaConf
 from tqdm.auto import tqdm
 
 from . import checkpoint
-from .config import build_model, build_optimizer, build_probe, build_task, resolve_device, validate
+from .config import build_optimizer, build_probe, setup
 from .models import SequenceModel
 from .probe import ProbeHistory, probe
 from .probe.plots import write_plots
@@ -132,15 +132,7 @@ def evaluate(model: SequenceModel, task: Task, batch: Batch) -> tuple[float, flo
 
 def train(cfg: DictConfig, info: RunInfo) -> dict:
     """Train, evaluate and record one run (resuming from its checkpoint if it has one); returns its summary."""
-    validate(cfg)
-    device = resolve_device(cfg.device)
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
-    torch.set_flush_denormal(cfg.flush_denormal)
-
-    task = build_task(cfg)
-    torch.manual_seed(cfg.seed)  # model initialization
-    model = build_model(cfg, task).to(device)
+    device, task, model = setup(cfg)
     optimizer = build_optimizer(cfg, model)
     params = list(model.parameters())
     data_gen = torch.Generator(device=device).manual_seed(cfg.seed)

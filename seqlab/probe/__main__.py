@@ -23,7 +23,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from ..__main__ import CONF_DIR, fail, preflight
 from ..checks import ConfigError, check
-from ..config import build_model, build_probe, build_task, resolve_device, validate
+from ..config import build_model, build_probe, build_task, setup
 from ..tracking import write_json_atomic
 from .history import ProbeHistory
 from .measure import probe
@@ -70,15 +70,8 @@ def load_model_state(path: str) -> tuple[dict, int | None]:
 
 def probe_only(cfg: DictConfig, run_dir: Path) -> dict:
     """Build, (load,) probe once, write the run directory; returns the summary dict."""
-    validate(cfg)
+    device, task, model = setup(cfg)
     check_standalone(cfg)
-    device = resolve_device(cfg.device)
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
-    torch.set_flush_denormal(cfg.flush_denormal)
-    task = build_task(cfg)
-    torch.manual_seed(cfg.seed)
-    model = build_model(cfg, task).to(device)
     step = 0
     if cfg.checkpoint is not None:
         step = load_checkpoint(model, cfg.checkpoint) or 0
