@@ -1,0 +1,70 @@
+"""benchmarks/performance.py runs end to end on tiny sizes and writes its tables and JSON.
+
+No timing assertions: the figures depend on the machine and its load; only that every part
+ran, measured something and reported it.
+"""
+import importlib.util
+import json
+import math
+import sys
+from pathlib import Path
+
+import pytest
+
+SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "performance.py"
+
+
+@pytest.fixture(scope="module")
+def performance():
+    spec = importlib.util.spec_from_file_location("seqlab_benchmark_performance", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    yield module
+    sys.modules.pop(spec.name, None)
+
+
+def finite_positive(x) -> bool:
+    return isinstance(x, float) and math.isfinite(x) and x > 0
+
+
+def test_quick_train_datagen_probe(performance, tmp_path, capsys):
+    out = tmp_path / "quick.json"
+    res = performance.main(["--quick", "--parts", "train", "datagen", "probe", "--out", str(out)])
+    saved = json.loads(out.read_text())
+    assert saved["quick"] and saved["machine"]["torch"] and saved["machine"]["cores"] >= 1
+    assert [r["model"] for r in saved["train"]] == ["rnn", "lstm", "gru"]
+    for row in saved["train"]:
+        assert all(finite_positive(v) for v in row["steps_per_s"].values())
+        assert set(row["steps_per_s"]) == {"seqlab", "bare_fused", "bare_no_flush", "bare_cell"}
+        # the bare fused loop did the very same work as seqlab's loop: same batches, weights, losses
+        assert row["loss_diff_seqlab_vs_bare"] < 1e-4
+    assert {r["task"] for r in saved["datagen"]} == {"adding", "copy", "delayed_recall"}
+    for row in saved["probe"]:
+        assert finite_positive(row["full_over_step"]) and finite_positive(row["in_train_ratio"])
+    assert {t["name"] for t in saved["targets"]} >= {"training throughput >= 0.95x the bare fused loop",
+                                                      "one probe <= 2x one training step"}
+    printed = capsys.readouterr().out
+    assert "| threads | model | seqlab | bare fused |" in printed and saved["markdown"] in printed
+    assert res["markdown"] == saved["markdown"]
+
+
+@pytest.mark.slow
+def test_quick_scaling_and_sweep(tmp_path):
+    # fresh processes for every size and every sweep: ~1 minute on a busy 2-core machine
+    import subprocess
+
+    out = tmp_path / "quick.json"
+    subprocess.run([sys.executable, str(SCRIPT), "--quick", "--parts", "scaling", "sweep", "--out", str(out)],
+                   check=True, capture_output=True, text=True)
+    saved = json.loads(out.read_text())
+    runs = saved["scaling"]["runs"]
+    assert [r["seq_len"] for r in runs] == saved["sizes"]["scaling_lens"]
+    assert all(r["peak_rss_mb"] > 0 and r["step_ms"] > 0 for r in runs)
+    assert "memory" in saved["scaling"]["fits"]["lstm"]
+    sweep = saved["sweep"]
+    assert set(sweep["wall_s"]) | set(sweep["timed_out_s"]) == {
+        "parallel (joblib, 2 jobs, 1 thread each)", "basic, one after the other, threads=1",
+        "basic, one after the other, torch's default threads"}
+    assert all(finite_positive(v) for v in saved["sweep"]["speedup"].values())
+    assert "2-job sweep" in saved["markdown"] and "Scaling in T" in saved["markdown"]
