@@ -492,15 +492,20 @@ def plot_decay_curves(settings: Sequence[Setting], path: Path, curve: str = DEFA
         ax.set_title(_facet_title(facet, facets))
         ax.grid(True, which="major", alpha=0.3)
     axes[0][0].set_ylabel(f"||dL/d{curve.split('_')[0]}(τ−k)|| / ||dL/d{curve.split('_')[0]}(τ)||")
-    handles, labels = _legend_items(axes[0])
+    _finish(plt, fig, axes[0], path, title, "gradient through time (dashed: step 0, solid: end; "
+                 "geometric mean over seeds)")
+    return path
+
+
+def _finish(plt, fig, top_axes, path: Path, title: str, what: str) -> None:
+    """The ending every report figure shares: one legend beside the panels, the title, save, close."""
+    handles, labels = _legend_items(top_axes)
     if handles:
         fig.legend(handles, labels, loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=8, frameon=False)
-    fig.suptitle((title + ": " if title else "") + "gradient through time (dashed: step 0, solid: end; "
-                 "geometric mean over seeds)", fontsize=9)
+    fig.suptitle((title + ": " if title else "") + what, fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=110, bbox_inches="tight")
     plt.close(fig)
-    return path
 
 
 def _legend_items(axes):
@@ -572,14 +577,8 @@ def plot_learning_curves(settings: Sequence[Setting], path: Path, title: str = "
             ax.grid(True, which="major", alpha=0.3)
     axes[0][0].set_ylabel("eval loss")
     axes[1][0].set_ylabel("gradient norm (pre-clip)")
-    handles, labels = _legend_items(axes[0])
-    if handles:
-        fig.legend(handles, labels, loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=8, frameon=False)
-    fig.suptitle((title + ": " if title else "") + "learning curves (mean and min-max band over finished seeds; "
-                 "dotted: each failed/diverged/unfinished run, x = where it stopped)", fontsize=9)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110, bbox_inches="tight")
-    plt.close(fig)
+    _finish(plt, fig, axes[0], path, title, "learning curves (mean and min-max band over finished seeds; "
+                 "dotted: each failed/diverged/unfinished run, x = where it stopped)")
     return path
 
 
@@ -623,14 +622,8 @@ def plot_probe_vs_seq_len(rows: Sequence[dict], path: Path, colors: dict, title:
         if key == "lyapunov_max":
             ax.axhline(0.0, color="0.5", lw=0.8, ls=":")
         ax.grid(True, alpha=0.3)
-    handles, labs = _legend_items(axes[0])
-    if handles:
-        fig.legend(handles, labs, loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=8, frameon=False)
-    fig.suptitle((title + ": " if title else "") + "probe summaries (hollow/dashed: step 0, filled: end; "
-                 "mean ± std over seeds; ∞ half-lives not drawn)", fontsize=9)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110, bbox_inches="tight")
-    plt.close(fig)
+    _finish(plt, fig, axes[0], path, title, "probe summaries (hollow/dashed: step 0, filled: end; "
+                 "mean ± std over seeds; ∞ half-lives not drawn)")
     return path
 
 
