@@ -1,0 +1,215 @@
+"""Loading run directories and grouping them into settings (the runs that differ only in seed).
+
+A run directory without ``summary.json`` is *unfinished* (still running, or killed); ``summary.json``
+says ``finished``, ``failed`` or ``diverged``. Reading never raises on missing or broken files.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import numpy as np
+import yaml
+
+FINISHED = "finished"
+UNFINISHED = "unfinished"
+DEFAULT_CURVE = "h_l0"
+# Overrides that do not change what a run measures: runs differing only in these
+# (and the seed) are one setting.
+IGNORED_KEYS = {"seed", "logger", "progress", "threads", "device", "resume", "checkpoint_every",
+                "log_every", "flush_denormal"}
+IGNORED_PREFIXES = ("hydra.", "hydra/", "logger.", "probe.plots")
+SKIP_DIRS = {"wandb", ".submitit", ".hydra", "report", "__pycache__"}
+RUN_FILES = ("summary.json", "metrics.jsonl", "config.yaml", ".hydra/overrides.yaml")
+
+
+# ----------------------------------------------------------------------------- reading
+
+@dataclass
+class Run:
+    """One run directory, read back."""
+
+    path: Path
+    status: str                                  # finished | failed | diverged | ... | unfinished
+    config: dict
+    overrides: list[str]
+    summary: dict
+    metrics: list[dict]
+    probe: dict[str, np.ndarray] | None = None
+    setting: tuple = ()                          # filled in by ``group_runs``
+
+    @property
+    def seed(self):
+        return self.config.get("seed")
+
+    @property
+    def seq_len(self):
+        return self.config.get("seq_len")
+
+    @property
+    def finished(self) -> bool:
+        return self.status == FINISHED
+
+    @property
+    def error(self) -> str:
+        return str(self.summary.get("error", "") or "")
+
+
+def find_run_dirs(paths: Iterable[str | Path]) -> list[Path]:
+    """Every run directory at or under ``paths`` (sorted, each once)."""
+    found: set[Path] = set()
+    for p in map(Path, paths):
+        if not p.is_dir():
+            raise FileNotFoundError(f"{p}: no such directory")
+        for root, dirs, _ in os.walk(p):
+            dirs[:] = sorted(d for d in dirs if d not in SKIP_DIRS)
+            r = Path(root)
+            if any((r / f).exists() for f in RUN_FILES):
+                found.add(r.resolve())
+                dirs[:] = []  # a run's own sub-folders are not runs
+    return sorted(found, key=_natural_key)
+
+
+def _natural_key(p: Path):
+    return [(0, int(s), "") if s.isdigit() else (1, 0, s) for s in p.parts]
+
+
+def _read_yaml(path: Path):
+    try:
+        return yaml.safe_load(path.read_text()) if path.exists() else None
+    except (yaml.YAMLError, OSError):
+        return None
+
+
+def _read_json(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text()) if path.exists() else {}
+    except (json.JSONDecodeError, OSError):
+        return {}
+
+
+def _read_metrics(path: Path) -> list[dict]:
+    rows = []
+    if path.exists():
+        for line in path.read_text().splitlines():
+            try:
+                rows.append(json.loads(line))
+            except json.JSONDecodeError:  # a line cut short by a kill
+                pass
+    return rows
+
+
+def _read_probe(path: Path) -> dict[str, np.ndarray] | None:
+    if not path.exists():
+        return None
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            return {k: z[k] for k in z.files}
+    except Exception:  # a truncated file
+        return None
+
+
+def load_run(path: str | Path) -> Run:
+    """Read one run directory; never raises on missing or broken files."""
+    path = Path(path)
+    config = _read_yaml(path / "config.yaml")
+    if not isinstance(config, dict):  # the job died before train() wrote it: Hydra's composed config
+        config = _read_yaml(path / ".hydra" / "config.yaml") or {}
+        hydra_cfg = _read_yaml(path / ".hydra" / "hydra.yaml") or {}
+        choices = (hydra_cfg.get("hydra", {}).get("runtime", {}) or {}).get("choices", {}) or {}
+        config["choices"] = {k: v for k, v in choices.items() if not str(k).startswith("hydra")}
+        if isinstance(config.get("seq_len"), str):  # unresolved
+            config["seq_len"] = None
+    overrides = _read_yaml(path / ".hydra" / "overrides.yaml") or []
+    summary = _read_json(path / "summary.json")
+    status = str(summary.get("status", UNFINISHED)) if summary else UNFINISHED
+    return Run(path=path, status=status, config=config, overrides=[str(o) for o in overrides],
+               summary=summary, metrics=_read_metrics(path / "metrics.jsonl"),
+               probe=_read_probe(path / "probe.npz"))
+
+
+def load_runs(paths: Iterable[str | Path]) -> list[Run]:
+    return [load_run(p) for p in find_run_dirs(paths)]
+
+
+# ----------------------------------------------------------------------------- grouping
+
+def _override_items(overrides: Sequence[str]) -> dict[str, str]:
+    """'+model.layer.chrono=true' -> {'model.layer.chrono': 'true'}, minus keys that do not matter."""
+    out = {}
+    for o in overrides:
+        if o.startswith("~") or "=" not in o:
+            continue
+        key, value = o.split("=", 1)
+        key = key.lstrip("+")
+        if key in IGNORED_KEYS or key.startswith(IGNORED_PREFIXES):
+            continue
+        out[key] = value
+    return out
+
+
+def setting_of(run: Run) -> dict[str, str]:
+    """What identifies a run's setting: its overrides (minus seed and the like), task, model, seq_len."""
+    items = _override_items(run.overrides)
+    choices = run.config.get("choices") or {}
+    for group in ("task", "model"):
+        if choices.get(group) is not None:
+            items[group] = str(choices[group])
+    items["seq_len"] = str(run.seq_len)
+    return items
+
+
+@dataclass
+class Setting:
+    """The runs of one setting (seeds), and how it is shown."""
+
+    items: dict[str, str]
+    label: str                  # what tells it apart from the other settings (colour in the figures)
+    runs: list[Run] = field(default_factory=list)
+
+    @property
+    def seq_len(self):
+        return self.runs[0].seq_len
+
+    @property
+    def task(self) -> str:
+        return str((self.runs[0].config.get("choices") or {}).get("task") or self.items.get("task", ""))
+
+    @property
+    def finished(self) -> list[Run]:
+        return [r for r in self.runs if r.finished]
+
+
+def _short(key: str, keys: Iterable[str]) -> str:
+    """'model.layer.activation' -> 'activation' unless that is ambiguous among ``keys``."""
+    last = key.rsplit(".", 1)[-1]
+    return last if sum(k.rsplit(".", 1)[-1] == last for k in keys) == 1 else key
+
+
+def group_runs(runs: Sequence[Run]) -> list[Setting]:
+    """Runs that differ only in seed (and ignored keys) form one setting; labels name what varies."""
+    items = [setting_of(r) for r in runs]
+    keys = sorted(set().union(*items)) if items else []
+    varying = [k for k in keys if k != "seq_len" and len({it.get(k) for it in items}) > 1]
+    settings: dict[tuple, Setting] = {}
+    for run, it in zip(runs, items):
+        key = tuple(sorted(it.items()))
+        run.setting = key
+        if key not in settings:
+            parts = [f"{_short(k, varying)}={it[k]}" for k in varying if k in it]
+            if not parts:
+                parts = [f"{it.get('task', 'task')}-{it.get('model', 'model')}"]
+            settings[key] = Setting(items=it, label=" ".join(parts))
+        settings[key].runs.append(run)
+    return sorted(settings.values(), key=lambda s: (s.label, _num(s.seq_len)))
+
+
+def _num(x) -> float:
+    try:
+        return float(x)
+    except (TypeError, ValueError):
+        return math.nan

@@ -1,0 +1,70 @@
+"""Writing a report folder: report.md, report.html, report.json and the figures."""
+from __future__ import annotations
+
+import html
+import json
+from pathlib import Path
+from typing import Sequence
+
+from seqlab.report.figures import _colors, plot_decay_curves, plot_learning_curves, plot_probe_vs_seq_len
+from seqlab.report.runs import DEFAULT_CURVE, FINISHED, Run, group_runs
+from seqlab.report.stats import _status_counts, setting_row
+from seqlab.report.tables import (RUN_HEADER, _html_table, _json_row, _markdown_table, run_cells, table_cells,
+                                  table_header)
+
+
+def write_report(runs: Sequence[Run], out: str | Path, curve: str = DEFAULT_CURVE, title: str = "",
+                 root: Path | None = None) -> dict[str, Path]:
+    """Write the table(s) and figures for ``runs`` into ``out``; returns what was written."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    settings = group_runs(runs)
+    rows = [setting_row(s, curve) for s in settings]
+    colors = _colors(settings)
+    written: dict[str, Path] = {}
+    figs = {"decay_curves": plot_decay_curves(settings, out / "decay_curves.png", curve, title),
+            "learning_curves": plot_learning_curves(settings, out / "learning_curves.png", title),
+            "probe_vs_seq_len": plot_probe_vs_seq_len(rows, out / "probe_vs_seq_len.png", colors, title)}
+    written.update({k: v for k, v in figs.items() if v is not None})
+
+    label_of = {id(r): s.label for s in settings for r in s.runs}
+    table = [table_cells(r) for r in rows]
+    run_table = [run_cells(r, label_of[id(r)], root) for r in runs]
+    n_bad = sum(not r.finished for r in runs)
+    notes = [f"{len(runs)} runs in {len(settings)} settings; {len(runs) - n_bad} finished, {n_bad} not "
+             f"({', '.join(f'{n} {k}' for k, n in sorted(_status_counts(runs).items()) if k != FINISHED) or 'none'}).",
+             "Each cell: mean ± sample std over the seeds (finished runs; the step-0 probe counts every run "
+             "that got that far). `solved`: finished runs that reached the task's bar; `solved step` averages "
+             f"those. Probe numbers are for the curve `{curve}` (h_l0: the gradient w.r.t. the first layer's "
+             "hidden state; c_l0: an LSTM's cell state; a model without it shows its first curve): "
+             "half-life = ln 2 / −ln γ (∞ when γ ≥ 1), horizon = largest lag with g(k)/g(0) ≥ the probe's floor, "
+             "λ1 = top Lyapunov exponent of layer 0, per step."]
+    md = [f"# {title or 'seqlab report'}", "", *notes, "", _markdown_table(table_header(), table), ""]
+    for name in ("decay_curves", "learning_curves", "probe_vs_seq_len"):
+        if name in written:
+            md += [f"![{name}]({written[name].name})", ""]
+    md += ["## Runs", "", _markdown_table(RUN_HEADER, run_table), ""]
+    written["markdown"] = out / "report.md"
+    written["markdown"].write_text("\n".join(md))
+
+    style = ("body{font-family:sans-serif;margin:2em} table{border-collapse:collapse;font-size:13px}"
+             "td,th{border:1px solid #ccc;padding:3px 7px;text-align:right} td:first-child,th:first-child"
+             "{text-align:left} tr.bad td{background:#fde2e1} img{max-width:100%}")
+    page = [f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title or 'seqlab report')}"
+            f"</title><style>{style}</style></head><body>", f"<h1>{html.escape(title or 'seqlab report')}</h1>",
+            *[f"<p>{html.escape(n)}</p>" for n in notes], _html_table(table_header(), table)]
+    for name in ("decay_curves", "learning_curves", "probe_vs_seq_len"):
+        if name in written:
+            page.append(f"<p><img src='{written[name].name}' alt='{name}'></p>")
+    page += ["<h2>Runs</h2>", _html_table(RUN_HEADER, run_table, status_col=4), "</body></html>"]
+    written["html"] = out / "report.html"
+    written["html"].write_text("\n".join(page))
+
+    written["json"] = out / "report.json"
+    written["json"].write_text(json.dumps({
+        "settings": [_json_row(r) for r in rows],
+        "runs": [{"path": str(r.path), "setting": label_of[id(r)], "seq_len": r.seq_len, "seed": r.seed,
+                  "status": r.status, "final_loss": r.summary.get("final_loss"),
+                  "solved_step": r.summary.get("solved_step"), "error": r.error} for r in runs],
+    }, indent=2, default=str) + "\n")
+    return written
