@@ -100,7 +100,6 @@ def finite_difference_norms(model, task, batch, eps=1e-5):
     """||dL_tau^b / ds_t^b|| for every example b, loss step, state and t, by central differences
     of each example's own loss with respect to a perturbation of s_t where it is formed (the tap)."""
     B, T = batch.inputs.shape[:2]
-    H = model.readout.in_features
     steps = task.loss_steps.tolist()
 
     def losses(taps):  # (B, L_task): each example's own loss at every loss step
@@ -109,14 +108,16 @@ def finite_difference_norms(model, task, batch, eps=1e-5):
                                                                             batch.targets[b:b + 1]))
                             for b in range(B)])
 
-    zeros = [{n: torch.zeros(B, T, H, dtype=torch.float64) for n in layer.state_names} for layer in model.layers]
+    zeros = [{n: torch.zeros(B, T, layer.state_size(n), dtype=torch.float64) for n in layer.state_names}
+             for layer in model.layers]  # (B, T, S): S = H except for a wider state (the selective SSM's)
     grads = {}
     with torch.no_grad():
         for i, layer in enumerate(model.layers):
             for name in layer.state_names:
-                g = torch.zeros(len(steps), B, T, H, dtype=torch.float64)
+                S = layer.state_size(name)
+                g = torch.zeros(len(steps), B, T, S, dtype=torch.float64)
                 for t in range(T):
-                    for j in range(H):
+                    for j in range(S):
                         for sign in (1, -1):
                             zeros[i][name][:, t, j] = sign * eps
                             g[:, :, t, j] += sign * losses(zeros).T / (2 * eps)

@@ -1,12 +1,16 @@
 """Recurrent models: one file per cell family, one sequence-model wrapper."""
 from .base import RecurrentLayer
+from .cornn import CoRNNLayer
 from .gru import GRULayer
 from .indrnn import IndRNNLayer
 from .lru import LRULayer
 from .lstm import LSTMLayer
+from .mingru import MinGRULayer
+from .minlstm import MinLSTMLayer
 from .orthogonal import OrthogonalRNNLayer
 from .rnn import RNNLayer
+from .selective import SelectiveLayer
 from .sequence import SequenceModel
 
-__all__ = ["GRULayer", "IndRNNLayer", "LRULayer", "LSTMLayer", "OrthogonalRNNLayer", "RNNLayer",
-           "RecurrentLayer", "SequenceModel"]
+__all__ = ["CoRNNLayer", "GRULayer", "IndRNNLayer", "LRULayer", "LSTMLayer", "MinGRULayer", "MinLSTMLayer",
+           "OrthogonalRNNLayer", "RNNLayer", "RecurrentLayer", "SelectiveLayer", "SequenceModel"]

@@ -55,9 +55,13 @@ class RecurrentLayer(nn.Module):
         """One step: drive u_t (B, G) and previous state -> next state."""
         raise NotImplementedError
 
+    def state_size(self, name: str) -> int:
+        """Width of state ``name`` (its taps are (B, T, this)): H, unless a layer's state is wider
+        than its output (a selective SSM keeps N numbers per output channel)."""
+        return self.hidden_size
+
     def initial_state(self, x: torch.Tensor) -> State:
-        zeros = x.new_zeros(x.shape[0], self.hidden_size)  # (B, H)
-        return tuple(zeros for _ in self.state_names)
+        return tuple(x.new_zeros(x.shape[0], self.state_size(name)) for name in self.state_names)  # (B, S)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Fast path. Default: the step path (for layers with no fused kernel)."""

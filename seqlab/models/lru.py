@@ -28,11 +28,11 @@ How it fits the lab's layer interface (our choices, not the paper's):
 Fast path: the recurrence is linear with a constant diagonal, so all x_t come
 from a Hillis-Steele scan in ceil(log2 T) vectorized passes, x_t += lambda^k x_{t-k}
 for k = 1, 2, 4, ... (only powers of |lambda| < 1 appear, so it is as stable as
-the loop); a test holds ``scan`` equal to the step path. ``forward`` uses the
-scan on CUDA (log2 T kernel launches instead of T; expected to win there, not
-measured: no GPU was at hand) and the step loop on CPU, where the scan's
-T log T work loses: T=200, B=64, H=128, one thread, forward+backward ~110 ms
-for the scan vs ~30 ms for the loop.
+the loop); a test holds ``scan`` equal to the step path. The knob ``scan`` picks the
+path of ``forward``: loop (the step path) | parallel (that scan) | chunked (the
+two-level scan of seqlab.models.scan on complex coefficients) | auto, the fastest
+measured for the device (benchmarks/scan_paths.py; README, "Recurrences on their
+fastest path"): the loop on CPU, where the scan's T log T work loses.
 """
 from __future__ import annotations
 
@@ -43,15 +43,21 @@ from torch import nn
 
 from ..checks import check, check_choice, is_number
 from .activations import ACTIVATIONS
+from . import scan as scanlib
 from .base import RecurrentLayer, State, TapFn, no_tap
 
 _TINY = 1e-7  # keeps log() of the uniform draws finite
 
 
 class LRULayer(RecurrentLayer):
+    auto = scanlib.AUTO  # scan: auto -> this per device
+
     def __init__(self, input_size: int, hidden_size: int, r_min: float = 0.9, r_max: float = 0.999,
-                 max_phase: float = 2 * math.pi, activation: str = "gelu"):
+                 max_phase: float = 2 * math.pi, activation: str = "gelu", scan: str = "auto",
+                 chunk: int | None = None):
         super().__init__(input_size, hidden_size)
+        scanlib.check_scan(scan, chunk, scanlib.LINEAR)
+        self.scan_choice, self.chunk = scan, chunk
         check(hidden_size % 2 == 0, "model.hidden_size", hidden_size,
               "must be even for lru (H/2 complex modes, stored as real and imaginary halves)")
         check(is_number(r_min) and 0 <= r_min < 1, "model.layer.r_min", r_min, "must be a number in [0, 1)")
@@ -91,7 +97,16 @@ class LRULayer(RecurrentLayer):
         return (tap("h", x),)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.scan(x) if x.is_cuda else self.forward_steps(x)
+        method = scanlib.resolve(self.scan_choice, x, self.auto)
+        if method == "loop":
+            return self.forward_steps(x)
+        if method == "parallel":
+            return self.scan(x)
+        d_re, d_im = self.input_drive(x).chunk(2, dim=-1)
+        z = torch.complex(d_re, d_im)  # (B, T, N)
+        lam = torch.complex(*self.eigenvalues()).expand_as(z)
+        h = scanlib.run_scan(method, lam, z, self.chunk)  # (B, T, N)
+        return torch.cat([h.real, h.imag], dim=-1)  # (B, T, H)
 
     def scan(self, x: torch.Tensor) -> torch.Tensor:
         """All states at once by a parallel (Hillis-Steele) scan; equals the step path."""

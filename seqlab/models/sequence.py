@@ -45,9 +45,8 @@ class SequenceModel(nn.Module):
         return self.layers[0].state_names
 
     def make_taps(self, batch_size: int, seq_len: int, device=None) -> list[Taps]:
-        """Zero taps, one dict per layer, each (B, T, H) requiring grad."""
-        H = self.readout.in_features
-        return [{name: torch.zeros(batch_size, seq_len, H, device=device, requires_grad=True)
+        """Zero taps, one dict per layer, each (B, T, S) requiring grad (S = the state's width, H mostly)."""
+        return [{name: torch.zeros(batch_size, seq_len, layer.state_size(name), device=device, requires_grad=True)
                  for name in layer.state_names} for layer in self.layers]
 
     def forward(self, x: torch.Tensor, path: str = "fused", taps: list[Taps] | None = None,

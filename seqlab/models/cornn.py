@@ -1,0 +1,63 @@
+"""coRNN: Rusch & Mishra 2021, "Coupled Oscillatory Recurrent Neural Network (coRNN): An
+accurate and (gradient) stable architecture for learning long time dependencies" (ICLR),
+sec. 2. A network of damped, driven, coupled oscillators (their eq. 1)
+
+    y'' = sigma(W y + W_z y' + V u + b) - gamma y - epsilon y'
+
+written as a first-order system with z = y' (eq. 2) and discretized with step dt by the
+IMEX scheme of their eq. 3:
+
+    z_n = z_{n-1} + dt * ( sigma(W y_{n-1} + W_z z_{n-1} + V u_n + b) - gamma y_{n-1} - epsilon z_{n-1} )
+    y_n = y_{n-1} + dt * z_n                                           (B, H) each, sigma = tanh
+
+(z_n first, then y_n from the new z_n: the published code, tk-rusch/coRNN, does the same).
+Their sec. 4 bounds the hidden states and shows the gradient neither explodes nor vanishes
+exponentially in the lag for small dt. Knobs dt, gamma, epsilon; the defaults are the
+published adding-task script's (dt 0.06, gamma 66, epsilon 15; there with 128 units,
+Adam lr 2e-2, batch 50).
+
+Both states are recurrent and both are tapped: ``state_names = ("y", "z")``, y first (the
+layer's output, what the readout sees); the probe's curves are y_l0 and z_l0. z is tapped
+where it is formed, before y_n reads it, so dL/dz_n is the total derivative.
+
+Parameters as the published cell: one nn.Linear over [u, z, y] (same init: U(+-1/sqrt(D + 2H))),
+read here as V (its first D columns, with b), W_z (the next H) and W (the last H). No fused
+kernel: the step path is the fast path.
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from ..checks import check_positive
+from .base import RecurrentLayer, State, TapFn, no_tap
+
+
+class CoRNNLayer(RecurrentLayer):
+    state_names = ("y", "z")
+
+    def __init__(self, input_size: int, hidden_size: int, dt: float = 0.06, gamma: float = 66.0,
+                 epsilon: float = 15.0):
+        super().__init__(input_size, hidden_size)
+        self.dt = check_positive("model.layer.dt", dt)
+        self.gamma = check_positive("model.layer.gamma", gamma)
+        self.epsilon = check_positive("model.layer.epsilon", epsilon)
+        self.i2h = nn.Linear(input_size + 2 * hidden_size, hidden_size)  # [V | W_z | W] and b
+
+    def weights(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """V (H, D), W_z (H, H), W (H, H): views of the one published weight matrix."""
+        D, H = self.input_size, self.hidden_size
+        w = self.i2h.weight
+        return w[:, :D], w[:, D:D + H], w[:, D + H:]
+
+    def input_drive(self, x: torch.Tensor) -> torch.Tensor:
+        V, _, _ = self.weights()
+        return x @ V.T + self.i2h.bias  # (B, T, H): V u_n + b
+
+    def step(self, u_t: torch.Tensor, state: State, tap: TapFn = no_tap) -> State:
+        y, z = state
+        _, W_z, W = self.weights()
+        force = torch.tanh(u_t + y @ W.T + z @ W_z.T)  # (B, H)
+        z = tap("z", z + self.dt * (force - self.gamma * y - self.epsilon * z))
+        y = tap("y", y + self.dt * z)
+        return y, z

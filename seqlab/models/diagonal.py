@@ -1,0 +1,76 @@
+"""The common shape of the input-gated diagonal cells (minGRU, minLSTM, the selective SSM).
+
+Glossary: B batch, T time, D input features, H output units, S state width (H, or
+H * N for the selective SSM), P whatever ``project`` returns.
+
+Their recurrence is h_t = a_t * h_{t-1} + b_t with a_t and b_t computed from x_t
+alone (never from h), so:
+  * ``coefficients`` computes every a_t, b_t at once (B, T, S);
+  * the step path (``forward_steps``, the probe's) runs the base class's loop with
+    ``step``: h = a_t * h + b_t, tapped where it is formed; dh_t/dh_{t-1} = diag(a_t)
+    exactly, which is what the probe and the Lyapunov spectrum read;
+  * the fast path (``forward``) hands a, b to a scan (seqlab.models.scan): ``scan``
+    names the method, ``auto`` the measured fastest for the device.
+Both paths end with ``output`` (the identity, except for the SSM's y_t = C_t h_t + D u_t).
+"""
+from __future__ import annotations
+
+from typing import ClassVar
+
+import torch
+
+from . import scan as scanlib
+from .base import RecurrentLayer, State, TapFn, Taps, no_tap
+
+
+class DiagonalLayer(RecurrentLayer):
+    """Subclasses set ``scans`` (methods they support) and implement ``project`` and
+    ``coefficients`` (and ``log_coefficients`` if ``log`` is among their scans)."""
+
+    scans: ClassVar[tuple[str, ...]] = scanlib.LINEAR
+    auto: ClassVar[dict[str, str]] = scanlib.AUTO
+
+    def __init__(self, input_size: int, hidden_size: int, scan: str = "auto", chunk: int | None = None):
+        super().__init__(input_size, hidden_size)
+        scanlib.check_scan(scan, chunk, self.scans)
+        self.scan, self.chunk = scan, chunk
+
+    def project(self, x: torch.Tensor):
+        """(B, T, D) -> whatever ``coefficients`` and ``output`` read (one matmul for all t)."""
+        raise NotImplementedError
+
+    def coefficients(self, p) -> tuple[torch.Tensor, torch.Tensor]:
+        """-> a, b, each (B, T, S)."""
+        raise NotImplementedError
+
+    def log_coefficients(self, p) -> tuple[torch.Tensor, torch.Tensor]:
+        """-> log a, log b, each (B, T, S) (only for cells whose a, b are positive)."""
+        raise NotImplementedError
+
+    def output(self, p, h: torch.Tensor) -> torch.Tensor:
+        """(B, T, S) states -> (B, T, H) layer output."""
+        return h
+
+    def method(self, x: torch.Tensor) -> str:
+        return scanlib.resolve(self.scan, x, self.auto)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        p = self.project(x)
+        method = self.method(x)
+        if method == "log":
+            h = scanlib.scan_log(*self.log_coefficients(p))  # (B, T, S)
+        else:
+            h = scanlib.run_scan(method, *self.coefficients(p), self.chunk)  # (B, T, S)
+        return self.output(p, h)
+
+    def input_drive(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.cat(self.coefficients(self.project(x)), dim=-1)  # (B, T, 2S): [a | b]
+
+    def step(self, u_t: torch.Tensor, state: State, tap: TapFn = no_tap) -> State:
+        (h,) = state
+        a, b = u_t.chunk(2, dim=-1)  # (B, S) each
+        return (tap("h", torch.addcmul(b, a, h)),)
+
+    def forward_steps(self, x: torch.Tensor, taps: Taps | None = None) -> torch.Tensor:
+        h = super().forward_steps(x, taps)  # (B, T, S)
+        return h if type(self).output is DiagonalLayer.output else self.output(self.project(x), h)

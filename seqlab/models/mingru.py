@@ -1,0 +1,81 @@
+"""minGRU: Feng, Tung, Ahmed, Bengio & Hajimirsadeghi 2024, "Were RNNs All We Needed?",
+sec. 3.1 (the GRU with its gates' dependence on h_{t-1} dropped, and the tanh range
+restriction of the candidate dropped), appendix (log-space code):
+
+    z_t   = sigmoid(Linear_z(x_t))                 update gate, from x_t only
+    h~_t  = g(Linear_h(x_t))                       candidate (paper's sec. 3.1: Linear_h(x_t);
+                                                   its log-space code: g, positive)
+    h_t   = (1 - z_t) * h_{t-1} + z_t * h~_t       (B, H)
+
+with g(v) = v + 0.5 for v >= 0, sigmoid(v) for v < 0 (continuous, > 0), so that every
+h_t > 0 and the log-space scan applies: log(1 - z) = -softplus(k), log z = -softplus(-k),
+log g as in the paper's appendix. ``candidate: linear`` is sec. 3.1's plain Linear_h
+(no log-space path then).
+
+As a diagonal recurrence h_t = a_t h_{t-1} + b_t: a_t = 1 - z_t = sigmoid(-k_t),
+b_t = z_t h~_t. The gradient through time is dL/dh_{t-1} = (1 - z_t) dL/dh_t per unit,
+so a unit keeps its gradient exactly as long as its update gate stays shut.
+
+Paths (seqlab.models.scan): the step path (taps on h) and the fast path over the same
+parameters, ``scan`` = loop | chunked | parallel | log | auto (the measured fastest for
+the device: the loop on CPU). A test holds every path equal to the step path, and the
+log-space scan to the paper's sequential recurrence at T = 1000.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..checks import check_choice, check
+from .diagonal import DiagonalLayer
+from .scan import METHODS
+
+CANDIDATES = ("g", "linear")
+
+
+def g(v: torch.Tensor) -> torch.Tensor:
+    """The paper's positive candidate activation: v + 0.5 (v >= 0), sigmoid(v) (v < 0)."""
+    return torch.where(v >= 0, v.clamp_min(0) + 0.5, torch.sigmoid(v))
+
+
+def log_g(v: torch.Tensor) -> torch.Tensor:
+    """log g(v), computed without exp/log round trips (the paper's appendix)."""
+    return torch.where(v >= 0, (v.clamp_min(0) + 0.5).log(), -F.softplus(-v))
+
+
+def candidate_fn(name: str):
+    return g if name == "g" else (lambda v: v)
+
+
+def check_candidate(candidate: str, scan: str) -> None:
+    check_choice("model.layer.candidate", candidate, CANDIDATES)
+    check(not (scan == "log" and candidate != "g"), "model.layer.scan", scan,
+          "log needs candidate: g (the log-space scan takes the log of a positive h~)")
+
+
+class MinGRULayer(DiagonalLayer):
+    scans = METHODS
+
+    def __init__(self, input_size: int, hidden_size: int, candidate: str = "g", scan: str = "auto",
+                 chunk: int | None = None):
+        super().__init__(input_size, hidden_size, scan, chunk)
+        check_candidate(candidate, scan)
+        self.candidate = candidate
+        self.cand = candidate_fn(candidate)
+        self.linear = nn.Linear(input_size, 2 * hidden_size)  # [Linear_z | Linear_h]
+
+    def method(self, x: torch.Tensor) -> str:
+        m = super().method(x)
+        return "chunked" if m == "log" and self.candidate != "g" else m
+
+    def project(self, x: torch.Tensor) -> torch.Tensor:
+        return self.linear(x)  # (B, T, 2H): [k_z | k_h]
+
+    def coefficients(self, p: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        k, v = p.chunk(2, dim=-1)  # (B, T, H) each
+        return torch.sigmoid(-k), torch.sigmoid(k) * self.cand(v)  # a = 1 - z, b = z h~
+
+    def log_coefficients(self, p: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        k, v = p.chunk(2, dim=-1)
+        return -F.softplus(k), -F.softplus(-k) + log_g(v)  # log(1 - z), log z + log h~

@@ -1,0 +1,59 @@
+"""minLSTM: Feng, Tung, Ahmed, Bengio & Hajimirsadeghi 2024, "Were RNNs All We Needed?",
+sec. 3.2 (the LSTM with its gates' dependence on h_{t-1} dropped, the candidate's tanh
+dropped, and the output made time-independent in scale by normalizing the two gates),
+appendix (log-space code):
+
+    f_t, i_t = sigmoid(Linear_f(x_t)), sigmoid(Linear_i(x_t))      gates from x_t only
+    f'_t, i'_t = f_t / (f_t + i_t), i_t / (f_t + i_t)              normalized: f' + i' = 1
+    h~_t = g(Linear_h(x_t))                                        candidate (as minGRU's)
+    h_t  = f'_t * h_{t-1} + i'_t * h~_t                            (B, H)
+
+In logs, with d = softplus(-k_f) - softplus(-k_i) = log(i/f): log f' = -softplus(d),
+log i' = -softplus(-d) (the paper's appendix), so f' = sigmoid(-d), i' = sigmoid(d):
+computed that way on every path (equal to f / (f + i), without its 0/0 when both gates
+underflow). No output gate and no separate cell: h is the one state.
+
+As a diagonal recurrence: a_t = f'_t, b_t = i'_t h~_t; dL/dh_{t-1} = f'_t dL/dh_t per unit.
+Paths as minGRU's (seqlab.models.mingru): loop | chunked | parallel | log | auto.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .diagonal import DiagonalLayer
+from .mingru import candidate_fn, check_candidate, log_g
+from .scan import METHODS
+
+
+class MinLSTMLayer(DiagonalLayer):
+    scans = METHODS
+
+    def __init__(self, input_size: int, hidden_size: int, candidate: str = "g", scan: str = "auto",
+                 chunk: int | None = None):
+        super().__init__(input_size, hidden_size, scan, chunk)
+        check_candidate(candidate, scan)
+        self.candidate = candidate
+        self.cand = candidate_fn(candidate)
+        self.linear = nn.Linear(input_size, 3 * hidden_size)  # [Linear_f | Linear_i | Linear_h]
+
+    def method(self, x: torch.Tensor) -> str:
+        m = super().method(x)
+        return "chunked" if m == "log" and self.candidate != "g" else m
+
+    def project(self, x: torch.Tensor) -> torch.Tensor:
+        return self.linear(x)  # (B, T, 3H): [k_f | k_i | k_h]
+
+    @staticmethod
+    def _log_ratio(p: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        k_f, k_i, v = p.chunk(3, dim=-1)  # (B, T, H) each
+        return F.softplus(-k_f) - F.softplus(-k_i), v  # d = log(i / f)
+
+    def coefficients(self, p: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        d, v = self._log_ratio(p)
+        return torch.sigmoid(-d), torch.sigmoid(d) * self.cand(v)  # a = f', b = i' h~
+
+    def log_coefficients(self, p: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        d, v = self._log_ratio(p)
+        return -F.softplus(d), -F.softplus(-d) + log_g(v)
