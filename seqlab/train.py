@@ -33,6 +33,7 @@ from .models import SequenceModel
 from .probe import ProbeHistory, probe
 from .probe.plots import write_plots
 from .tasks import Batch, Task
+from .tasks.base import lag_distribution
 from .tracking import NullTracker, RunRecorder
 
 EVAL_CHUNK = 256  # sequences per forward pass when evaluating (bounds memory at long T)
@@ -119,15 +120,16 @@ def evaluate(model: SequenceModel, task: Task, batch: Batch) -> tuple[float, flo
     """Mean loss and answer accuracy over a fixed batch, in chunks."""
     was_training = model.training
     model.eval()
-    loss_sum, acc_sum, n = 0.0, 0.0, batch.inputs.shape[0]
-    for i in range(0, n, EVAL_CHUNK):
-        chunk = Batch(batch.inputs[i:i + EVAL_CHUNK], batch.targets[i:i + EVAL_CHUNK])
+    loss_sum, acc_sum, n = 0.0, 0.0, 0
+    for i in range(0, batch.inputs.shape[0], EVAL_CHUNK):
+        chunk = batch[i:i + EVAL_CHUNK]
         out = model(chunk.inputs)  # (b, T, O)
-        b = chunk.inputs.shape[0]
-        loss_sum += float(task.loss(out, chunk)) * b
-        acc_sum += task.accuracy(out, chunk) * b
+        w = chunk.weight  # examples (or answers, for a task with a per-example loss mask)
+        loss_sum += float(task.loss(out, chunk)) * w
+        acc_sum += task.accuracy(out, chunk) * w
+        n += w
     model.train(was_training)
-    return loss_sum / n, acc_sum / n
+    return loss_sum / max(n, 1), acc_sum / max(n, 1)
 
 
 def train(cfg: DictConfig, info: RunInfo) -> dict:
@@ -164,6 +166,7 @@ def train(cfg: DictConfig, info: RunInfo) -> dict:
     probe_time = 0.0
 
     summary = {"status": "running", "task": task.name, "baseline": task.baseline, "lag": task.lag,
+               "lag_distribution": lag_distribution(task, eval_batch),  # the answers' lags (probe's lag axis)
                "solved": False, "solved_step": None, "steps": cfg.steps, **info.choices}
     if saved is not None:
         summary["resumed_from_step"] = state.step

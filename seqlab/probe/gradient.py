@@ -17,6 +17,15 @@ with several (copy) gives one backward per loss step used: the steps that carry
 the long-range answer (``Task.answer_steps``), at most ``max_loss_steps`` of them,
 evenly spaced. Lags run from 0 to the smallest tau used, so that every lag is
 the mean over the same loss steps.
+
+A task whose answer steps vary per example (its batch carries a ``mask``:
+flip-flop, MQAR, temporal order) is probed from each example's *own* answer
+steps: at most ``max_loss_steps`` of them per example, evenly spaced over that
+example's answers, and the j-th backward differentiates the sum over examples
+of each one's j-th answer loss. The lag k is then counted back from that
+example's answer step; lags run up to the largest tau used, and g(k) is the
+mean over the (answer, example) pairs whose tau >= k (fewer pairs at the
+longest lags: read the curve with the task's lag distribution in summary.json).
 """
 from __future__ import annotations
 
@@ -99,6 +108,8 @@ def gradient_curves(model: SequenceModel, task: Task, batch: Batch,
     Pure: reads the parameters as they are, changes nothing (no .grad, no RNG,
     the modes of the modules restored).
     """
+    if batch.mask is not None:
+        return _per_example_curves(model, task, batch, max_loss_steps)
     steps = probe_loss_steps(task, max_loss_steps)  # (L,)
     all_steps = task.loss_steps.tolist()
     cols = [all_steps.index(s) for s in steps.tolist()]  # positions in loss_per_step's output
@@ -131,4 +142,66 @@ def gradient_curves(model: SequenceModel, task: Task, batch: Batch,
         quartiles[key] = torch.quantile(n.flatten(0, 1), q.to(n.device), dim=0).cpu().numpy()  # (3, K)
         per_loss_step[key] = n.mean(dim=1).cpu().numpy()
     return GradientCurves(lags=np.arange(K), loss_steps=steps.numpy(), mean=mean, quartiles=quartiles,
+                          per_loss_step=per_loss_step, dtype=x.dtype)
+
+
+def per_example_answers(task: Task, batch: Batch, max_loss_steps: int | None = None
+                        ) -> tuple[torch.Tensor, torch.Tensor]:
+    """For a masked batch: (L, B) columns of ``task.loss_steps`` holding each example's j-th probed
+    answer (evenly spaced over its own answers, first and last included), and (L, B) bool, False
+    where example b has no distinct j-th answer (fewer answers than L)."""
+    all_steps = task.loss_steps.tolist()
+    answer_cols = torch.tensor([all_steps.index(s) for s in task.answer_steps.tolist()])
+    m = batch.mask[:, answer_cols.to(batch.mask.device)].cpu()  # (B, A)
+    counts = m.sum(1)  # (B,) answers per example
+    L = int(counts.max()) if max_loss_steps is None else max_loss_steps
+    frac = torch.linspace(0, 1, L, dtype=torch.float64) if L > 1 else torch.zeros(1, dtype=torch.float64)
+    pick = (frac[:, None] * (counts - 1).clamp(min=0)).round().long()  # (L, B) rank among the answers
+    valid = (counts > 0).expand(L, -1).clone()
+    valid[1:] &= pick[1:] != pick[:-1]  # a repeated rank (too few answers) is probed once
+    rank = m.long().cumsum(1) - 1  # (B, A)
+    hit = m.unsqueeze(0) & (rank.unsqueeze(0) == pick.unsqueeze(-1))  # (L, B, A)
+    return answer_cols[hit.long().argmax(-1)], valid
+
+
+def _per_example_curves(model: SequenceModel, task: Task, batch: Batch,
+                        max_loss_steps: int | None) -> GradientCurves:
+    """``gradient_curves`` for a masked batch: lags counted back from each example's own answer steps."""
+    cols, valid = per_example_answers(task, batch, max_loss_steps)  # (L, B) each
+    x = batch.inputs
+    B, T = x.shape[:2]
+    taus = task.loss_steps[cols]  # (L, B)
+    K = int(taus[valid].max()) + 1
+    lag = torch.arange(K)
+    keys = curve_keys(model)
+    rows = torch.arange(B, device=x.device).unsqueeze(1)  # (B, 1)
+    used = [j for j in range(len(cols)) if valid[j].any()]
+    with probe_mode(model):
+        taps = [{name: tap.detach().to(x.dtype).requires_grad_() for name, tap in layer.items()}
+                for layer in model.make_taps(B, T, device=x.device)]
+        flat = [tap for layer in taps for tap in layer.values()]
+        outputs = model(x, taps=taps, steps=task.loss_steps)  # (B, T, O)
+        elements = task.loss_elements(outputs, batch)  # (B, L_all)
+        norms = {key: [] for key in keys}  # key -> L x (B, K), nan where there is no such lag
+        for n_done, j in enumerate(used):
+            loss_j = (elements.gather(1, cols[j].to(x.device).unsqueeze(1)).squeeze(1)
+                      * valid[j].to(x.device, elements.dtype)).sum()  # each example's j-th answer loss, summed
+            grads = torch.autograd.grad(loss_j, flat, retain_graph=n_done < len(used) - 1,
+                                        allow_unused=True, materialize_grads=True)
+            t = taus[j].unsqueeze(1) - lag  # (B, K): the step k back from each example's own tau
+            ok = (t >= 0) & valid[j].unsqueeze(1)
+            for key, g in zip(keys, grads):  # g: (B, T, H)
+                window = g.detach()[rows, t.clamp(min=0).to(x.device)].double()  # (B, K, H), lag order
+                n = torch.linalg.vector_norm(window, dim=-1)
+                norms[key].append(n.masked_fill(~ok.to(n.device), float("nan")))
+    mean, quartiles, per_loss_step = {}, {}, {}
+    q = torch.tensor(QUANTILES, dtype=torch.float64)
+    for key in keys:
+        n = torch.stack(norms[key])  # (L, B, K)
+        mean[key] = n.nanmean(dim=(0, 1)).cpu().numpy()
+        quartiles[key] = torch.nanquantile(n.flatten(0, 1), q.to(n.device), dim=0).cpu().numpy()  # (3, K)
+        per_loss_step[key] = n.nanmean(dim=1).cpu().numpy()
+    # the tau of each probed answer varies per example: loss_steps records the median over the batch
+    loss_steps = np.array([int(taus[j][valid[j]].double().median()) for j in used], dtype=np.int64)
+    return GradientCurves(lags=np.arange(K), loss_steps=loss_steps, mean=mean, quartiles=quartiles,
                           per_loss_step=per_loss_step, dtype=x.dtype)

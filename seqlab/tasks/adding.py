@@ -15,7 +15,8 @@ Worked example, T = 6 (markers at steps 1 and 4), asserted in tests/test_tasks.p
     marker     0     1     0     0     1     0
     target                                 0.75   (= 0.50 + 0.25, at t = 5 only)
 
-The longest lag between a marked value and the loss is T - 1 (first marker at 0).
+The longest lag between a marked value and the loss is T - 1 (first marker at 0): that is
+``lag``; each example's own lag (T - 1 - first marker, in (T/2 - 1, T - 1]) is in ``Batch.lags``.
 """
 from __future__ import annotations
 
@@ -45,7 +46,8 @@ def from_markers(values: torch.Tensor, first: torch.Tensor, second: torch.Tensor
     markers[rows, second] = 1.0
     inputs = torch.stack([values, markers], dim=-1)  # (B, T, 2)
     targets = (values[rows, first] + values[rows, second]).unsqueeze(1)  # (B, 1)
-    return Batch(inputs, targets)
+    lags = (values.shape[1] - 1 - first).unsqueeze(1)  # (B, 1): back to the first marker
+    return Batch(inputs, targets, lags=lags)
 
 
 @dataclass(frozen=True)

@@ -3,6 +3,14 @@
 Glossary: B batch, T total input length, D input channels, O output channels,
 L number of steps that carry loss.
 
+Tasks whose answers sit at different steps in different examples (flip-flop's
+reads, MQAR's queries, temporal order's variable length) declare every step
+that *can* carry loss in ``loss_steps`` and put a per-example ``mask`` (B, L)
+in the batch: the loss and accuracy are means over the masked-in entries only
+(as Zoology's ignore index -100 does), and the probe measures lags back from
+each example's own answer steps. Without a mask every loss step of every
+example counts, as before (the first three tasks are unchanged, bit for bit).
+
 A task is a small frozen dataclass of its parameters (built by Hydra from
 ``conf/task/*.yaml`` or by hand in a notebook) with a pure ``make_batch`` that
 takes a ``torch.Generator`` and touches no global random state. It also knows
@@ -28,13 +36,32 @@ class Batch:
     inputs:  (B, T, D) float, the sequence fed to the model.
     targets: (B, L) float for ``mse`` tasks, long class indices for ``ce`` tasks,
              one per step in ``Task.loss_steps``.
+    mask:    (B, L) bool or None: which loss steps carry loss in each example
+             (None: all of them).
+    lags:    (B, L) long or None: for each loss step that carries an answer, the
+             steps back to the earliest input its target depends on (-1 where
+             none); None: every answer step has the task's fixed ``Task.lag``.
     """
 
     inputs: torch.Tensor
     targets: torch.Tensor
+    mask: torch.Tensor | None = None
+    lags: torch.Tensor | None = None
 
     def to(self, device: torch.device | str) -> "Batch":
-        return Batch(self.inputs.to(device), self.targets.to(device))
+        return Batch(*(None if x is None else x.to(device) for x in self._fields()))
+
+    def __getitem__(self, rows) -> "Batch":
+        """The examples ``rows`` (a slice or index tensor) of every field."""
+        return Batch(*(None if x is None else x[rows] for x in self._fields()))
+
+    @property
+    def weight(self) -> int:
+        """What the loss is a mean over: examples, or masked-in entries when there is a mask."""
+        return self.inputs.shape[0] if self.mask is None else int(self.mask.sum())
+
+    def _fields(self):
+        return self.inputs, self.targets, self.mask, self.lags
 
 
 class Task:
@@ -88,20 +115,51 @@ class Task:
         raise NotImplementedError
 
     # --- shared loss / metrics (no if/else ladders on the task) --------------
+    def loss_elements(self, outputs: torch.Tensor, batch: Batch) -> torch.Tensor:
+        """(B, L) loss of each example at each loss step (masked-out entries included). outputs: (B, T, O)."""
+        return _LOSSES[self.loss_kind](outputs[:, self.loss_steps.to(outputs.device)], batch.targets)
+
     def loss_per_step(self, outputs: torch.Tensor, batch: Batch) -> torch.Tensor:
-        """(L,) loss at each loss step, mean over the batch. outputs: (B, T, O)."""
-        return _LOSSES[self.loss_kind](outputs[:, self.loss_steps.to(outputs.device)], batch.targets).mean(0)
+        """(L,) loss at each loss step, mean over the batch (over the masked-in examples with a mask;
+        0 at a step no example answers at). outputs: (B, T, O)."""
+        elements = self.loss_elements(outputs, batch)
+        if batch.mask is None:
+            return elements.mean(0)
+        m = batch.mask.to(elements.dtype)
+        return (elements * m).sum(0) / m.sum(0).clamp(min=1)
 
     def loss(self, outputs: torch.Tensor, batch: Batch) -> torch.Tensor:
-        """Scalar loss: mean over batch and loss steps (as the papers define it)."""
-        return self.loss_per_step(outputs, batch).mean()
+        """Scalar loss: mean over batch and loss steps (as the papers define it); with a mask, the
+        mean over the masked-in (example, step) entries (Zoology's ignore-index mean)."""
+        if batch.mask is None:
+            return self.loss_per_step(outputs, batch).mean()
+        m = batch.mask.to(outputs.dtype)
+        return (self.loss_elements(outputs, batch) * m).sum() / m.sum().clamp(min=1)
 
     def accuracy(self, outputs: torch.Tensor, batch: Batch) -> float:
-        """Fraction correct on the answer steps (see each task for what 'correct' is)."""
+        """Fraction correct on the answer steps (see each task for what 'correct' is); with a mask,
+        on the masked-in answer entries."""
         steps = self.loss_steps.tolist()
         cols = torch.tensor([steps.index(s) for s in self.answer_steps.tolist()], device=outputs.device)
         picked = outputs[:, self.answer_steps.to(outputs.device)]  # (B, A, O)
-        return float(_CORRECT[self.loss_kind](picked, batch.targets[:, cols]).float().mean())
+        correct = _CORRECT[self.loss_kind](picked, batch.targets[:, cols])  # (B, A)
+        if batch.mask is None:
+            return float(correct.float().mean())
+        m = batch.mask[:, cols]
+        return float(correct[m].float().sum() / m.sum().clamp(min=1))
+
+    def answer_lags(self, batch: Batch) -> torch.Tensor:
+        """(N,) long: the lag of every answer in ``batch`` (each masked-in answer step of each
+        example), measured back from the answer step to the earliest input its target needs."""
+        if batch.lags is not None:
+            lags = batch.lags
+        else:
+            steps = self.loss_steps.tolist()
+            lags = torch.full(batch.targets.shape, -1, dtype=torch.long)
+            lags[:, [steps.index(s) for s in self.answer_steps.tolist()]] = self.lag
+        if batch.mask is not None:
+            lags = lags.masked_fill(~batch.mask.to(lags.device), -1)
+        return lags[lags >= 0]
 
     def solved(self, loss: float, accuracy: float) -> bool:
         value = loss if self.solved_metric == "loss" else accuracy
@@ -119,3 +177,23 @@ _CORRECT = {
     "mse": lambda pred, y: (pred[..., 0] - y).abs() < MSE_TOLERANCE,
     "ce": lambda logits, y: logits.argmax(-1) == y,
 }
+
+
+LAG_QUANTILES = (0.05, 0.25, 0.5, 0.75, 0.95)
+
+
+def lag_distribution(task: Task, batch: Batch) -> dict[str, float]:
+    """Quantiles of the task's answer lags on ``batch`` (summary.json's "lag_distribution"): read
+    the probe's decay curve g(k) against where the task actually puts its information."""
+    lags = task.answer_lags(batch).double().cpu()
+    if lags.numel() == 0:
+        return {}
+    q = torch.quantile(lags, torch.tensor(LAG_QUANTILES, dtype=torch.float64))
+    return {"min": int(lags.min()), **{f"q{round(p * 100):02d}": float(v) for p, v in zip(LAG_QUANTILES, q)},
+            "max": int(lags.max()), "mean": float(lags.mean()), "answers": int(lags.numel())}
+
+
+def median_lag(task: Task, sample: int = 256, seed: int = 0) -> int:
+    """The median answer lag on a fixed-seed sample: ``Task.lag`` of tasks whose lags vary per example."""
+    lags = task.answer_lags(task.make_batch(sample, torch.Generator().manual_seed(seed))).double().cpu()
+    return int(torch.quantile(lags, 0.5).round())
