@@ -273,8 +273,9 @@ def test_every_task_trains_and_is_probed_with_every_model(tmp_path, task, model)
     written = json.loads((tmp_path / "summary.json").read_text())
     assert written["lag_distribution"]["answers"] > 0 and written["lag"] >= 1
     with np.load(tmp_path / "probe.npz") as p:
-        assert list(p["steps"]) == [0, 2] and np.isfinite(p["mean_h_l0"]).all() and p["mean_h_l0"].shape[1] >= 2
-    assert "h_l0" in s["probe"]
+        key = str(p["curves"][0])  # h_l0 (y_l0 for coRNN, ...)
+        assert list(p["steps"]) == [0, 2] and np.isfinite(p[f"mean_{key}"]).all() and p[f"mean_{key}"].shape[1] >= 2
+    assert key in s["probe"]
 
 
 # --- bad settings: the lab's one-line error --------------------------------------------------------
