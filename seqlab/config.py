@@ -156,7 +156,10 @@ def validate(cfg: DictConfig) -> None:
     task = build_task(cfg)
     model = build_model(cfg, task)
     build_optimizer(cfg, model)
-    build_probe(cfg)
+    probe = build_probe(cfg)
+    need = getattr(model, "min_batch_size", 1)  # batch norm needs >= 2 examples in train mode
+    for key, size in (("batch_size", cfg.batch_size), ("probe.batch_size", probe and probe.batch_size)):
+        check(not size or size >= need, key, size, f"must be >= {need}: this model uses batch statistics")
 
 
 __all__ = ["ConfigError", "RunSchema", "build_model", "build_optimizer", "build_probe", "build_task",

@@ -138,7 +138,7 @@ def train(cfg: DictConfig, info: RunInfo) -> dict:
     optimizer = build_optimizer(cfg, model)
     params = list(model.parameters())
     data_gen = torch.Generator(device=device).manual_seed(cfg.seed)
-    eval_batch = task.make_batch(cfg.eval_size, torch.Generator().manual_seed(cfg.eval_seed)).to(device)
+    eval_batch = task.eval_batch(cfg.eval_size, torch.Generator().manual_seed(cfg.eval_seed)).to(device)
 
     config = OmegaConf.to_container(cfg, resolve=True)
     config["choices"] = dict(info.choices)

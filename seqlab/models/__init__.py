@@ -1,6 +1,7 @@
-"""Recurrent models: one file per cell family, one sequence-model wrapper."""
+"""Recurrent and feedforward models: one file per layer family, one sequence-model wrapper."""
 from .base import RecurrentLayer
 from .cornn import CoRNNLayer
+from .feedforward import FeedforwardLayer
 from .gru import GRULayer
 from .indrnn import IndRNNLayer
 from .lru import LRULayer
@@ -12,5 +13,5 @@ from .rnn import RNNLayer
 from .selective import SelectiveLayer
 from .sequence import SequenceModel
 
-__all__ = ["CoRNNLayer", "GRULayer", "IndRNNLayer", "LRULayer", "LSTMLayer", "MinGRULayer", "MinLSTMLayer",
-           "OrthogonalRNNLayer", "RNNLayer", "RecurrentLayer", "SelectiveLayer", "SequenceModel"]
+__all__ = ["CoRNNLayer", "FeedforwardLayer", "GRULayer", "IndRNNLayer", "LRULayer", "LSTMLayer", "MinGRULayer",
+           "MinLSTMLayer", "OrthogonalRNNLayer", "RNNLayer", "RecurrentLayer", "SelectiveLayer", "SequenceModel"]

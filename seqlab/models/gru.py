@@ -24,7 +24,7 @@ from torch import nn
 
 from ..checks import check, is_number
 from .base import RecurrentLayer, State, TapFn, no_tap
-from .init import chrono_bias, init_recurrent, set_gate_bias
+from .init import chrono_bias, init_matrix, init_recurrent, set_gate_bias
 from .norm import GateNorm, check_layer_norm
 
 GATE_Z = 1  # torch's gate order r, z, n
@@ -38,6 +38,7 @@ class GRULayer(RecurrentLayer):
         H = hidden_size
         self.gru = nn.GRU(input_size, hidden_size, batch_first=True)
         init_recurrent(self.gru.weight_hh_l0, init, recurrent_gain)
+        init_matrix(self.gru.weight_ih_l0, init, block_rows=H)  # each gate's W_i*, gain 1 (identity: torch's)
         check(isinstance(chrono, bool), "model.layer.chrono", chrono, "must be true or false")
         check(update_bias is None or is_number(update_bias), "model.layer.update_bias", update_bias,
               "must be a number or null")

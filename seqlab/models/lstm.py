@@ -25,7 +25,7 @@ from torch import nn
 
 from ..checks import check, is_number
 from .base import RecurrentLayer, State, TapFn, no_tap
-from .init import chrono_bias, init_recurrent, set_gate_bias
+from .init import chrono_bias, init_matrix, init_recurrent, set_gate_bias
 from .norm import GateNorm, check_layer_norm
 
 GATE_I, GATE_F = 0, 1  # torch's gate order i, f, g, o
@@ -41,6 +41,7 @@ class LSTMLayer(RecurrentLayer):
         H = hidden_size
         self.lstm = nn.LSTM(input_size, hidden_size, batch_first=True)
         init_recurrent(self.lstm.weight_hh_l0, init, recurrent_gain)
+        init_matrix(self.lstm.weight_ih_l0, init, block_rows=H)  # each gate's W_i*, gain 1 (identity: torch's)
         check(isinstance(chrono, bool), "model.layer.chrono", chrono, "must be true or false")
         check(forget_bias is None or is_number(forget_bias), "model.layer.forget_bias", forget_bias,
               "must be a number or null")

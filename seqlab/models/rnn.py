@@ -18,7 +18,7 @@ from torch import nn
 from ..checks import check_choice
 from .activations import ACTIVATIONS
 from .base import RecurrentLayer, State, TapFn, no_tap
-from .init import init_recurrent
+from .init import init_matrix, init_recurrent
 from .norm import GateNorm, check_layer_norm
 
 FUSED = ("tanh", "relu")  # nonlinearities torch.nn.RNN implements
@@ -33,6 +33,7 @@ class RNNLayer(RecurrentLayer):
         self.rnn = nn.RNN(input_size, hidden_size, batch_first=True,
                           nonlinearity=activation if activation in FUSED else "tanh")
         init_recurrent(self.rnn.weight_hh_l0, init, recurrent_gain)
+        init_matrix(self.rnn.weight_ih_l0, init)  # W_ih: same scheme, gain 1 (identity: torch's)
         self.f = ACTIVATIONS[activation]
         self.norm = GateNorm(1, hidden_size) if check_layer_norm(layer_norm) else None
 

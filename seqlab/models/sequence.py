@@ -12,6 +12,21 @@ With ``residual``, every layer after the first adds its input to its output
 so the readout sees x_L. The skip is across depth at the same time step, not
 across time; the probe's taps still sit on each layer's own states (h_t of
 layer l, before the skip is added). One layer: no effect.
+
+With ``between`` (``batch`` or ``layer``), every layer after the first reads a
+normalized copy of what the layer below handed up, N_l over the H features:
+
+    x_{l+1} = layer_l(N_l(x_l))            or, with residual, x_l + layer_l(N_l(x_l))
+
+(a pre-norm residual block). ``batch`` is batch normalization with statistics per
+feature over all B*T positions of the batch (the sequence-wise BN between stacked
+recurrent layers of Laurent et al. 2016, "Batch Normalized Recurrent Neural
+Networks"; running statistics in eval mode), ``layer`` is layer normalization
+over the H features (Ba et al. 2016). The norm sits outside the layers, so the
+fast and the step path apply the very same one. One layer: no effect.
+
+``readout_init`` re-initializes the readout's weight with a scheme of
+``seqlab.models.init`` (``default`` = torch's, bit-for-bit); its bias keeps torch's.
 """
 from __future__ import annotations
 
@@ -22,6 +37,8 @@ from torch import nn
 
 from ..checks import check, check_choice, check_int
 from .base import RecurrentLayer, Taps
+from .feedforward import make_norm
+from .init import MATRIX_INITS, init_matrix
 
 PATHS = ("fused", "step")
 
@@ -30,7 +47,8 @@ class SequenceModel(nn.Module):
     """``layer`` is a factory ``(input_size, hidden_size) -> RecurrentLayer`` (a Hydra partial)."""
 
     def __init__(self, layer: Callable[..., RecurrentLayer], input_size: int, output_size: int,
-                 hidden_size: int = 128, num_layers: int = 1, residual: bool = False):
+                 hidden_size: int = 128, num_layers: int = 1, residual: bool = False, between: str = "none",
+                 readout_init: str = "default"):
         super().__init__()
         check_int("model.hidden_size", hidden_size, 1)
         check_int("model.num_layers", num_layers, 1)
@@ -38,7 +56,17 @@ class SequenceModel(nn.Module):
         self.residual = residual
         sizes = [input_size] + [hidden_size] * num_layers
         self.layers = nn.ModuleList(layer(input_size=d, hidden_size=hidden_size) for d in sizes[:-1])
+        # between[l - 1] normalizes the input of layer l >= 1 (empty for "none")
+        norms = [make_norm(between, hidden_size, "model.between") for _ in range(num_layers - 1)]
+        self.between = nn.ModuleList(n for n in norms if n is not None)
         self.readout = nn.Linear(hidden_size, output_size)
+        check_choice("model.readout_init", readout_init, MATRIX_INITS)
+        init_matrix(self.readout.weight, readout_init)
+
+    @property
+    def min_batch_size(self) -> int:
+        """Smallest batch this model can train on: 2 when a module uses batch statistics."""
+        return 2 if any(getattr(m, "batch_statistics", False) for m in self.modules()) else 1
 
     @property
     def state_names(self) -> tuple[str, ...]:
@@ -60,10 +88,11 @@ class SequenceModel(nn.Module):
         """
         check_choice("path", path, PATHS)
         for i, layer in enumerate(self.layers):
+            z = self.between[i - 1](x) if i > 0 and len(self.between) else x  # (B, T, H) what layer i reads
             if taps is not None or path == "step":
-                y = layer.forward_steps(x, None if taps is None else taps[i])  # (B, T, H)
+                y = layer.forward_steps(z, None if taps is None else taps[i])  # (B, T, H)
             else:
-                y = layer(x)  # (B, T, H)
+                y = layer(z)  # (B, T, H)
             x = x + y if self.residual and i > 0 else y
         if steps is None or len(steps) == x.shape[1]:
             return self.readout(x)  # (B, T, O)

@@ -114,6 +114,15 @@ class Task:
     def make_batch(self, batch_size: int, generator: torch.Generator, device="cpu") -> Batch:
         raise NotImplementedError
 
+    def eval_batch(self, size: int, generator: torch.Generator, device="cpu") -> Batch:
+        """The held-out set the training loop evaluates on (the same for every run of the task).
+
+        Default, for tasks that generate their data: ``size`` fresh examples from ``generator``
+        (train.py seeds it with ``eval_seed``). A task with a finite data set overrides this to
+        return its whole evaluation split, and ``size`` and ``generator`` are not used.
+        """
+        return self.make_batch(size, generator, device)
+
     # --- shared loss / metrics (no if/else ladders on the task) --------------
     def loss_elements(self, outputs: torch.Tensor, batch: Batch) -> torch.Tensor:
         """(B, L) loss of each example at each loss step (masked-out entries included). outputs: (B, T, O)."""
