@@ -6,7 +6,9 @@ import sys
 from pathlib import Path
 
 import seqlab.report as _package
-from seqlab.report.runs import DEFAULT_CURVE, load_runs
+from seqlab.report.runs import DEFAULT_CURVE, group_runs, load_runs
+from seqlab.report.stats import curves_in, setting_row
+from seqlab.report.tables import short_table
 from seqlab.report.write import write_report
 
 
@@ -15,7 +17,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("dirs", nargs="+", help="sweep directories (multirun/DATE/TIME) or run directories")
     parser.add_argument("-o", "--out", help="output folder (default: DIR/report for one DIR, else ./report)")
     parser.add_argument("--curve", default=DEFAULT_CURVE,
-                        help=f"probe curve for the numbers and decay figure (default {DEFAULT_CURVE}; e.g. c_l0)")
+                        help=f"probe curve for the numbers and decay figure (default {DEFAULT_CURVE}, or a model's first "
+                             "curve when it has none; e.g. c_l0: settings without it are left out, and said so)")
     parser.add_argument("--title", default="", help="title of the report and figures")
     args = parser.parse_args(argv)
     try:
@@ -26,10 +29,19 @@ def main(argv: list[str] | None = None) -> int:
     if not runs:
         print(f"seqlab.report: error: no run directories under {' '.join(args.dirs)}", file=sys.stderr)
         return 2
+    curves = curves_in(runs)
+    if curves and args.curve != DEFAULT_CURVE and args.curve not in curves:
+        print(f"seqlab.report: error: --curve {args.curve}: no run has this probe curve; "
+              f"curves in these runs: {', '.join(curves)}", file=sys.stderr)
+        return 2
     out = Path(args.out) if args.out else (Path(args.dirs[0]) / "report" if len(args.dirs) == 1 else Path("report"))
     root = Path(args.dirs[0]).resolve() if len(args.dirs) == 1 else None
     written = write_report(runs, out, curve=args.curve, title=args.title, root=root)
-    print(written["markdown"].read_text().split("## Runs")[0].strip())
-    print(f"\nreport: {written['html']} ({', '.join(p.name for k, p in written.items() if k != 'html')})")
+    # the terminal gets a glance (the full tables and notes are in the files)
+    rows = [setting_row(s, args.curve) for s in group_runs(runs)]
+    n_bad = sum(not r.finished for r in runs)
+    print(f"{len(runs)} runs in {len(rows)} settings, {len(runs) - n_bad} finished")
+    print(short_table(rows, args.curve))
+    print(f"report: {written['html']} (also {', '.join(p.name for k, p in written.items() if k != 'html')})")
     return 0
 

@@ -8,7 +8,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from seqlab.report.runs import DEFAULT_CURVE, Run, Setting, _num
-from seqlab.report.stats import curve_key
+from seqlab.report.stats import curve_key, setting_curves
 
 # ----------------------------------------------------------------------------- figures
 
@@ -66,15 +66,19 @@ def _mean_log_curve(runs: Sequence[Run], key_of, at: str) -> tuple[np.ndarray, n
     if not curves:
         return None
     n = min(len(c) for c in curves)
-    with np.errstate(all="ignore"):
-        return lags[:n], 10 ** np.nanmean(np.stack([c[:n] for c in curves]), axis=0)
+    logs = np.stack([c[:n] for c in curves])  # (runs, lags); nan where g underflowed to 0
+    finite = np.isfinite(logs)
+    count = finite.sum(axis=0)
+    mean = np.where(finite, logs, 0.0).sum(axis=0) / np.maximum(count, 1)  # nanmean without its warning
+    return lags[:n], np.where(count > 0, 10 ** mean, np.nan)
 
 
 def plot_decay_curves(settings: Sequence[Setting], path: Path, curve: str = DEFAULT_CURVE,
                       title: str = "") -> Path | None:
     plt = _pyplot()
     colors = _colors(settings)
-    has = [s for s in settings if any(r.probe is not None for r in s.runs)]
+    used = {s.label: setting_curves(s, curve) for s in settings}
+    has = [s for s in settings if used[s.label]]  # a setting without this curve (an RNN's c_l0) is left out
     if not has:
         return None
     facets = _facets(has)
@@ -91,8 +95,10 @@ def plot_decay_curves(settings: Sequence[Setting], path: Path, curve: str = DEFA
                 if res is None:
                     continue
                 lags, g = res
+                other = [k for k in used[s.label] if k != curve]  # the default's stand-in (coRNN: y_l0)
+                label = s.label + (f" ({', '.join(other)})" if other else "")
                 ax.plot(lags, g, style, color=colors[s.label], lw=1.4 if at == "final" else 1.0,
-                        label=s.label if at == "final" or not s.finished else None)
+                        label=label if at == "final" or not s.finished else None)
             for r in s.runs:
                 if r.probe is not None and "task_lag" in r.probe:
                     task_lag = int(r.probe["task_lag"])
@@ -102,7 +108,9 @@ def plot_decay_curves(settings: Sequence[Setting], path: Path, curve: str = DEFA
         ax.set_xlabel("lag k = τ − t")
         ax.set_title(_facet_title(facet, facets))
         ax.grid(True, which="major", alpha=0.3)
-    axes[0][0].set_ylabel(f"||dL/d{curve.split('_')[0]}(τ−k)|| / ||dL/d{curve.split('_')[0]}(τ)||")
+    states = {k.split("_")[0] for s in has for k in used[s.label]}
+    state = states.pop() if len(states) == 1 else "state"
+    axes[0][0].set_ylabel(f"||dL/d{state}(τ−k)|| / ||dL/d{state}(τ)||")
     _finish(plt, fig, axes[0], path, title, "gradient through time (dashed: step 0, solid: end; "
                  "geometric mean over seeds)")
     return path
@@ -142,24 +150,48 @@ def _series(runs: Sequence[Run], key: str, spread: bool = False):
     return steps, mean, np.asarray([min(by_step[s]) for s in steps]), np.asarray([max(by_step[s]) for s in steps])
 
 
+LEARNING_ROWS = [("eval/loss", "eval loss"), ("train/grad_norm", "gradient norm (pre-clip)")]
+
+
+def _has_values(runs: Sequence[Run], key: str) -> bool:
+    """Whether any run has a finite ``key`` to draw (a diverged run's last finite gradient norm counts)."""
+    for r in runs:
+        if any(math.isfinite(_num(row.get(key))) for row in r.metrics):
+            return True
+        if key == "train/grad_norm" and r.summary.get("diverged_step") is not None \
+                and math.isfinite(_num(r.summary.get("last_finite_grad_norm"))):
+            return True
+    return False
+
+
+def learning_rows(runs: Sequence[Run]) -> list[tuple[str, str]]:
+    """The (metric, axis label) rows of learning_curves.png that some run has values for."""
+    return [(key, name) for key, name in LEARNING_ROWS if _has_values(runs, key)]
+
+
 def plot_learning_curves(settings: Sequence[Setting], path: Path, title: str = "") -> Path | None:
+    """Eval loss and pre-clip gradient norm against step; a row only where some run logged it (a run
+    shorter than ``log_every`` has no gradient norms), a panel only for a (task, T) with data."""
     plt = _pyplot()
-    facets = _facets(settings)
     colors = _colors(settings)
-    if not any(r.metrics for s in settings for r in s.runs):
+    rows = learning_rows([r for s in settings for r in s.runs])
+    facets = [f for f in _facets(settings)
+              if any(_has_values([r for s in settings if (s.task, s.seq_len) == f for r in s.runs], key)
+                     for key, _ in rows)]
+    if not rows or not facets:
         return None
-    fig, axes = plt.subplots(2, len(facets), figsize=(4.2 * len(facets) + 1.5, 6.0), squeeze=False, sharex="col")
+    fig, axes = plt.subplots(len(rows), len(facets), figsize=(4.2 * len(facets) + 1.5, 3.0 * len(rows) + 0.5),
+                             squeeze=False, sharex="col")
     for j, facet in enumerate(facets):
-        top, bottom = axes[0][j], axes[1][j]
         baselines = set()
         for s in settings:
             if (s.task, s.seq_len) != facet:
                 continue
             c = colors[s.label]
-            for ax, key in ((top, "eval/loss"), (bottom, "train/grad_norm")):
+            for (key, _), ax in zip(rows, axes[:, j]):
                 steps, y, lo, hi = _series(s.finished, key, spread=True)
-                if len(steps):
-                    ax.plot(steps, y, "-", color=c, lw=1.4, label=s.label)
+                if len(steps):  # a single evaluation (steps=0) is a dot
+                    ax.plot(steps, y, "-", color=c, lw=1.4, label=s.label, marker="o" if len(steps) == 1 else None)
                     if len(s.finished) > 1:
                         ax.fill_between(steps, lo, hi, color=c, alpha=0.15, lw=0)
                 for r in s.runs:
@@ -178,16 +210,17 @@ def plot_learning_curves(settings: Sequence[Setting], path: Path, title: str = "
             for r in s.runs:
                 if isinstance(r.summary.get("baseline"), (int, float)):
                     baselines.add(float(r.summary["baseline"]))
-        for b in sorted(baselines):
-            top.axhline(b, color="k", ls="--", lw=0.9, label="baseline")
-        top.set_yscale("log")
-        bottom.set_yscale("log")
+        top = axes[0][j]
+        if rows[0][0] == "eval/loss":
+            for b in sorted(baselines):
+                top.axhline(b, color="k", ls="--", lw=0.9, label="baseline")
         top.set_title(_facet_title(facet, facets))
-        bottom.set_xlabel("training step")
-        for ax in (top, bottom):
+        axes[-1][j].set_xlabel("training step")
+        for ax in axes[:, j]:
+            ax.set_yscale("log")
             ax.grid(True, which="major", alpha=0.3)
-    axes[0][0].set_ylabel("eval loss")
-    axes[1][0].set_ylabel("gradient norm (pre-clip)")
+    for (_, name), ax in zip(rows, axes[:, 0]):
+        ax.set_ylabel(name)
     _finish(plt, fig, axes[0], path, title, "learning curves (mean and min-max band over finished seeds; "
                  "dotted: each failed/diverged/unfinished run, x = where it stopped)")
     return path
@@ -199,14 +232,16 @@ PROBE_PANELS = [("half_life", "half-life (steps)"), ("horizon", "horizon (lags)"
 
 def plot_probe_vs_seq_len(rows: Sequence[dict], path: Path, colors: dict, title: str = "") -> Path | None:
     plt = _pyplot()
-    have = [r for r in rows if any(r[f"{k}_init"][2] or r[k][2] for k, _ in PROBE_PANELS)]
+    drawn = lambda r, k: any(r[k + at][2] and math.isfinite(r[k + at][0]) for at in ("_init", ""))  # noqa: E731
+    panels = [(k, name) for k, name in PROBE_PANELS if any(drawn(r, k) for r in rows)]  # no empty panels
+    have = [r for r in rows if any(drawn(r, k) for k, _ in panels)]
     if not have:
         return None
     seq_lens = sorted({_num(r["seq_len"]) for r in have})
     by_seq_len = len(seq_lens) > 1
     labels = list(dict.fromkeys(r["label"] for r in have))
-    fig, axes = plt.subplots(1, len(PROBE_PANELS), figsize=(3.6 * len(PROBE_PANELS) + 1.5, 3.4), squeeze=False)
-    for ax, (key, name) in zip(axes[0], PROBE_PANELS):
+    fig, axes = plt.subplots(1, len(panels), figsize=(3.6 * len(panels) + 1.5, 3.4), squeeze=False)
+    for ax, (key, name) in zip(axes[0], panels):
         for lab in labels:
             mine = sorted((r for r in have if r["label"] == lab), key=lambda r: _num(r["seq_len"]))
             for at, style, fill in (("_init", "--", "none"), ("", "-", None)):

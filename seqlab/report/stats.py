@@ -22,10 +22,23 @@ def mean_std(values: Iterable[Any]) -> tuple[float, float, int]:
 
 
 def curve_key(probe: dict[str, np.ndarray], curve: str = DEFAULT_CURVE) -> str | None:
+    """The probe curve the numbers and figures use: ``curve`` itself, or None when this probe lacks it.
+    Only the default (h_l0) falls back, to the model's first curve (a cell without an h, e.g. coRNN's
+    y_l0); a curve asked for by name is never replaced by another (an RNN has no c_l0)."""
     keys = [str(k) for k in probe.get("curves", [])]
     if curve in keys:
         return curve
-    return keys[0] if keys else None
+    return keys[0] if keys and curve == DEFAULT_CURVE else None
+
+
+def curves_in(runs: Iterable[Run]) -> list[str]:
+    """Every probe curve any of ``runs`` measured (sorted)."""
+    return sorted({str(k) for r in runs if r.probe is not None for k in r.probe.get("curves", [])})
+
+
+def setting_curves(s: Setting, curve: str = DEFAULT_CURVE) -> list[str]:
+    """The curves that stand for ``curve`` in this setting's probes ([] when none has it)."""
+    return sorted({k for r in s.runs if r.probe is not None and (k := curve_key(r.probe, curve)) is not None})
 
 
 def probe_numbers(run: Run, curve: str = DEFAULT_CURVE, at: str = "final") -> dict[str, float]:
@@ -63,7 +76,8 @@ def setting_row(s: Setting, curve: str = DEFAULT_CURVE) -> dict[str, Any]:
                            "status": _status_counts(s.runs),
                            "baseline": next((r.summary.get("baseline") for r in s.runs if "baseline" in r.summary), None),
                            "solved": sum(bool(r.summary.get("solved")) for r in fin),
-                           "seeds": sorted(r.seed for r in s.runs if r.seed is not None)}
+                           "seeds": sorted(r.seed for r in s.runs if r.seed is not None),
+                           "probed": any(r.probe is not None for r in s.runs), "curves": setting_curves(s, curve)}
     row["final_loss"] = mean_std(r.summary.get("final_loss") for r in fin)
     row["loss_over_baseline"] = mean_std(r.summary.get("loss_over_baseline") for r in fin)
     row["solved_step"] = mean_std(r.summary.get("solved_step") for r in fin if r.summary.get("solved"))

@@ -4,6 +4,7 @@ from __future__ import annotations
 import html
 import math
 from pathlib import Path
+from typing import Sequence
 
 from seqlab.report.runs import FINISHED, UNFINISHED, Run
 
@@ -119,3 +120,19 @@ def _json_row(row: dict) -> dict:
 
 def _finite(x: float):
     return x if math.isfinite(x) else (None if math.isnan(x) else ("inf" if x > 0 else "-inf"))
+
+
+def short_table(rows: Sequence[dict], curve: str, limit: int = 30) -> str:
+    """The few columns a terminal needs, aligned: setting, T, finished, loss / baseline, solved,
+    half-life at step 0 and at the end (the full table is in report.md)."""
+    head = ["setting", "T", "finished", "loss / baseline", "solved", f"half-life {curve} (step 0 -> end)"]
+    body = []
+    for r in rows[:limit]:
+        solved = f"{r['solved']}/{r['finished']}" if r["finished"] else "—"
+        half = f"{fmt(r['half_life_init'], 3)} -> {fmt(r['half_life'], 3)}" if r["curves"] else "—"
+        body.append([r["label"], str(r["seq_len"]), _status_text(r), fmt(r["loss_over_baseline"], 3), solved, half])
+    widths = [max(len(row[i]) for row in [head, *body]) for i in range(len(head))]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in [head, *body]]
+    if len(rows) > limit:
+        lines.append(f"... and {len(rows) - limit} more settings (report.md has them all)")
+    return "\n".join(lines)

@@ -8,7 +8,7 @@ from typing import Sequence
 
 from seqlab.report.figures import _colors, plot_decay_curves, plot_learning_curves, plot_probe_vs_seq_len
 from seqlab.report.runs import DEFAULT_CURVE, FINISHED, Run, group_runs
-from seqlab.report.stats import _status_counts, setting_row
+from seqlab.report.stats import _status_counts, curves_in, setting_row
 from seqlab.report.tables import (RUN_HEADER, _html_table, _json_row, _markdown_table, run_cells, table_cells,
                                   table_header)
 
@@ -36,9 +36,10 @@ def write_report(runs: Sequence[Run], out: str | Path, curve: str = DEFAULT_CURV
              "Each cell: mean ± sample std over the seeds (finished runs; the step-0 probe counts every run "
              "that got that far). `solved`: finished runs that reached the task's bar; `solved step` averages "
              f"those. Probe numbers are for the curve `{curve}` (h_l0: the gradient w.r.t. the first layer's "
-             "hidden state; c_l0: an LSTM's cell state; a model without it shows its first curve): "
+             "hidden state; c_l0: an LSTM's cell state): "
              "half-life = ln 2 / −ln γ (∞ when γ ≥ 1), horizon = largest lag with g(k)/g(0) ≥ the probe's floor, "
              "λ1 = top Lyapunov exponent of layer 0, per step."]
+    notes += curve_notes(settings, rows, curve)
     md = [f"# {title or 'seqlab report'}", "", *notes, "", _markdown_table(table_header(), table), ""]
     for name in ("decay_curves", "learning_curves", "probe_vs_seq_len"):
         if name in written:
@@ -68,3 +69,22 @@ def write_report(runs: Sequence[Run], out: str | Path, curve: str = DEFAULT_CURV
                   "solved_step": r.summary.get("solved_step"), "error": r.error} for r in runs],
     }, indent=2, default=str) + "\n")
     return written
+
+
+def curve_notes(settings, rows: Sequence[dict], curve: str) -> list[str]:
+    """Say which settings lack the curve asked for (an RNN has no c_l0), and which stand in another
+    curve for the default (a cell without h_l0)."""
+    notes = []
+    where = lambda r: f"{r['label']} (T={r['seq_len']})"  # noqa: E731
+    missing = [(s, r) for s, r in zip(settings, rows) if r["probed"] and not r["curves"]]
+    if missing:
+        have = ", ".join(curves_in(r for s, _ in missing for r in s.runs))
+        notes.append(f"`{curve}` was not measured in {', '.join(where(r) for _, r in missing)} (their probes "
+                     f"have {have}): their half-life, gain and horizon cells are empty and they are not in "
+                     "decay_curves.png.")
+    stand_in = [r for r in rows if any(k != curve for k in r["curves"])]
+    if stand_in:
+        notes.append(f"No `{curve}` in {', '.join(where(r) for r in stand_in)}: their probe numbers and decay "
+                     f"curves are for {', '.join(sorted({k for r in stand_in for k in r['curves'] if k != curve}))}, "
+                     "the model's first curve.")
+    return notes
