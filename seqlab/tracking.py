@@ -86,6 +86,12 @@ class NullTracker:
     def image(self, name: str, path: str | Path) -> None:
         pass
 
+    def table(self, name: str, columns: list[str], rows: list[list], extra: dict | None = None) -> None:
+        pass
+
+    def define_axis(self, x: str, glob: str) -> None:
+        pass
+
     def mark_preempting(self) -> None:
         pass
 
@@ -159,6 +165,20 @@ class WandbTracker:
     def image(self, name: str, path: str | Path) -> None:
         """Log a PNG from the run directory (the probe's figures)."""
         self._guard("image", lambda: self.run.log({name: self._wandb.Image(str(path))}))
+
+    def table(self, name: str, columns: list[str], rows: list[list], extra: dict | None = None) -> None:
+        """Log a W&B Table under ``name`` in one row with ``extra`` (e.g. {"step": 250}); a
+        table logged at every probe gets W&B's step slider and can be queried across runs."""
+        self._guard("table", lambda: self.run.log({name: self._wandb.Table(columns=columns, data=rows),
+                                                   **(extra or {})}))
+
+    def define_axis(self, x: str, glob: str) -> None:
+        """Plot every metric matching ``glob`` against ``x`` (e.g. probe/layer for probe_depth/*), so
+        curves overlay across runs; defined once per run."""
+        defined = self.__dict__.setdefault("_axes", set())
+        if (x, glob) not in defined:
+            defined.add((x, glob))
+            self._guard("define_axis", lambda: (self.run.define_metric(x), self.run.define_metric(glob, step_metric=x)))
 
     def mark_preempting(self) -> None:
         """The run will be resumed (W&B shows it as preempted, not failed)."""

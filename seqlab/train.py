@@ -31,7 +31,9 @@ from . import checkpoint
 from .config import build_optimizer, build_probe, setup
 from .models import SequenceModel
 from .probe import ProbeHistory, probe
-from .probe.plots import write_plots
+from .probe.layer_stats import LayerStats
+from .probe.plots import GRID_PNG, figure_title, plot_grid, write_plots
+from .probe.records import log_probe
 from .tasks import Batch, Task
 from .tasks.base import lag_distribution
 from .tracking import NullTracker, RunRecorder
@@ -137,6 +139,11 @@ def train(cfg: DictConfig, info: RunInfo) -> dict:
     device, task, model = setup(cfg)
     optimizer = build_optimizer(cfg, model)
     params = list(model.parameters())
+
+    def due(step: int) -> bool:  # steps that log a train row (and feed the next eval row)
+        return step % cfg.log_every == 0 or step % cfg.eval_every == 0 or step == cfg.steps
+
+    layer_stats = LayerStats(model, optimizer, due)  # per-layer gradient norms and update ratios
     data_gen = torch.Generator(device=device).manual_seed(cfg.seed)
     eval_batch = task.eval_batch(cfg.eval_size, torch.Generator().manual_seed(cfg.eval_seed)).to(device)
 
@@ -197,11 +204,8 @@ def train(cfg: DictConfig, info: RunInfo) -> dict:
         result = probe(model, task, probe_batch, probe_settings)
         probes.append(step, result)
         probes.save(probe_path)
-        tracker.log({"step": step, **result.scalars("probe_summary/")})
-        labels = (["init"] if step == 0 else []) + (["final"] if final else [])
-        for label in labels:  # whole curves against probe/lag: the first and the last probe
-            for row in result.curve_rows(label):
-                tracker.log(row)
+        labels = (("init",) if step == 0 else ()) + (("final",) if final else ())
+        log_probe(tracker, step, result, labels, task.lag, _grid_image(probes, info, tracker, probe_settings))
         summary["probe"] = {"step": step, **result.summary()}
         probe_time += time.perf_counter() - t0
         return time.perf_counter() - t0
@@ -221,6 +225,7 @@ def train(cfg: DictConfig, info: RunInfo) -> dict:
                 loss = task.loss(outputs, batch)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
+                layer_stats.measure(step)  # due steps: per-layer raw gradient norms; update ratios after the step
                 # Pre-clip global norm (clip_grad_norm_ returns it; inf max_norm = measure only).
                 norm = torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip or math.inf)
                 if cfg.get("grad_clip_value") is not None:  # after the norm above is measured (it is logged pre-clip)
@@ -244,11 +249,12 @@ def train(cfg: DictConfig, info: RunInfo) -> dict:
                     state.window_n += 1
                 state.step = step
 
-                if step % cfg.log_every == 0 or step % cfg.eval_every == 0 or step == cfg.steps:
+                if due(step):
                     state.train_time += time.perf_counter() - tick
                     n = max(state.window_n, 1)
                     train_row = {"train/loss": state.window_loss / n if state.window_n else math.nan,
-                                 "train/grad_norm": state.window_norm / n if state.window_n else math.nan}
+                                 "train/grad_norm": state.window_norm / n if state.window_n else math.nan,
+                                 **layer_stats.row}
                     tracker.log({"step": step, **train_row, "train/skipped_updates": state.skipped,
                                  "train/steps_per_s": step / state.train_time})
                     bar.set_postfix(loss=f"{train_row['train/loss']:.4g}", refresh=False)
@@ -300,7 +306,8 @@ def train(cfg: DictConfig, info: RunInfo) -> dict:
         if probe_settings:
             summary["probe_time_s"] = probe_time
             if probe_settings.plots and len(probes):
-                _probe_figures(probes, info, tracker)
+                _probe_figures(probes, info, tracker, figure_title(task.name, info.choices.get("model"), cfg.seq_len,
+                                                                    probes.n_layers))
         recorder.summary(summary)
         tracker.summary({k: v for k, v in summary.items() if v is not None})
         tracker.finish(exit_code=exit_code)
@@ -308,14 +315,27 @@ def train(cfg: DictConfig, info: RunInfo) -> dict:
             stop.chain()
 
 
-def _probe_figures(probes: ProbeHistory, info: RunInfo, tracker) -> None:
-    """probe_curves.png and probe_heatmap.png into the run directory and the tracker; a failure
+def _probe_figures(probes: ProbeHistory, info: RunInfo, tracker, title: str) -> None:
+    """The probe's figures (seqlab.probe.plots) into the run directory and the tracker; a failure
     here is reported, never raised (the run's numbers are already in probe.npz)."""
     try:
-        for path in write_plots(probes, info.run_dir, title=info.name):
+        for path in write_plots(probes, info.run_dir, title=title):
             tracker.image(f"probe_figures/{path.stem}", path)
     except Exception as e:  # noqa: BLE001
         warnings.warn(f"probe figures not written: {type(e).__name__}: {e}")
+
+
+def _grid_image(probes: ProbeHistory, info: RunInfo, tracker, settings) -> str | None:
+    """The latest probe's layer x lag heat map for the tracker (W&B shows one per probe, with a step
+    slider): only for a live tracker, a stacked model and ``probe.plots``; rewritten at every probe."""
+    if tracker.run_id is None or not settings.plots or probes.n_layers < 2 or len(probes.lags) < 2:
+        return None
+    try:
+        path = plot_grid(probes, Path(info.run_dir) / GRID_PNG, f"step {probes.steps[-1]}", probes=[len(probes) - 1])
+        return None if path is None else str(path)
+    except Exception as e:  # noqa: BLE001
+        warnings.warn(f"probe grid figure not written: {type(e).__name__}: {e}")
+        return None
 
 
 def _make_tracker(cfg: DictConfig, info: RunInfo, config: dict, task: Task, resume_id: str | None):

@@ -27,7 +27,7 @@ from ..config import build_model, build_probe, build_task, setup
 from ..tracking import write_json_atomic
 from .history import ProbeHistory
 from .measure import probe
-from .plots import write_plots
+from .plots import figure_title, write_plots
 
 CONFIG_NAME = "probe_only"
 
@@ -86,7 +86,8 @@ def probe_only(cfg: DictConfig, run_dir: Path) -> dict:
     history.append(step, result)
     history.save(run_dir / "probe.npz")
     if settings.plots:
-        write_plots(history, run_dir, title=f"{task.name}, T={cfg.seq_len}, step {step}")
+        write_plots(history, run_dir, title=figure_title(task.name, _model_choice(), cfg.seq_len, history.n_layers)
+                    + f", step {step}")
     summary = {"status": "finished", "mode": "probe", "task": task.name, "lag": task.lag,
                "checkpoint": cfg.checkpoint, "step": step, "probe_time_s": elapsed, "device": str(device),
                "probe": {"step": step, **result.summary()}}
@@ -94,8 +95,19 @@ def probe_only(cfg: DictConfig, run_dir: Path) -> dict:
     return summary
 
 
+def _model_choice() -> str | None:
+    """The model option the user picked (model=lstm), when Hydra is running."""
+    from hydra.core.hydra_config import HydraConfig
+
+    try:
+        return HydraConfig.get().runtime.choices.get("model")
+    except ValueError:  # not under @hydra.main (called from Python)
+        return None
+
+
 def format_probe(summary: dict) -> str:
-    """One line per curve: gain, half-life, attenuation, horizon; then the spectra."""
+    """One line per curve: gain, half-life, attenuation, horizon; then the depth fits, the
+    parameter-gradient norms and the spectra."""
     lines = [f"probe of {summary['task']} (task lag {summary['lag']}) at step {summary['step']}"
              + (f" from {summary['checkpoint']}" if summary["checkpoint"] else " (untrained)")]
     for key, s in summary["probe"].items():
@@ -103,6 +115,12 @@ def format_probe(summary: dict) -> str:
             continue
         if key.startswith("lyapunov"):
             lines.append(f"  {key}: top exponent {s['max']:.4g} per step (sum of top {s['k']}: {s['sum']:.4g})")
+        elif key.startswith("depth_"):
+            under = f", underflow at layer {s['underflow_layer']}" if s["underflow_layer"] >= 0 else ""
+            lines.append(f"  {key}: gain {s['gain']:.4g} per layer, {s['attenuation_decades']:.3g} decades "
+                         f"from the last layer to the first{under}")
+        elif key == "param_grad_norm":
+            lines.append("  ||dL/dtheta|| per group: " + ", ".join(f"{g} {v:.3g}" for g, v in s.items()))
         else:
             half = "inf" if math.isinf(s["half_life"]) else f"{s['half_life']:.3g}"
             lines.append(f"  {key}: gain {s['gain']:.4g} (ln {s['log_gain']:.4g}, half-life {half} steps), "

@@ -13,6 +13,11 @@
 
 A linear RNN with W = rho * Q gives g(k) = rho^k g(0) exactly, so gamma = rho to
 float precision (tests/test_probe.py).
+
+``fit_depth`` fits the same line along the other axis of the grid, the depth
+curve g(l) (layer 0 next to the input), counting layers down from the loss: a
+linear stack whose layer maps are rho * Q gives g(l) = rho g(l+1) and a gain of
+rho (tests/test_probe_depth.py).
 """
 from __future__ import annotations
 
@@ -77,3 +82,28 @@ def fit_curve(g: np.ndarray, *, horizon_floor: float = 1e-3, lags: Iterable[int]
     if task_lag is not None and 0 <= task_lag < K:
         out["g_task_lag"] = float(g[task_lag])
     return out
+
+
+def fit_depth(g: np.ndarray, *, horizon_floor: float = 1e-3, floor: float | None = None) -> dict[str, float]:
+    """Summaries of one depth curve ``g`` (NL,), indexed by layer l = 0 (first, next to the input)
+    .. NL-1 (last, next to the loss): the lag-axis fits with the distance from the loss,
+    d = NL-1-l, in place of the lag.
+
+      gain               exp(slope) of log g against d: the factor per layer going down,
+                         g(l)/g(l+1) for an exponential curve (< 1: vanishing towards the input)
+      attenuation_decades  log10 g(NL-1)/g(0), last layer to first (the fitted line's below the floor)
+      underflow_layer    the first layer, going down from the last, whose g is at or below the
+                         float noise floor (``noise_floor``); -1 when none is
+      reach_layer        the lowest layer l with g(j)/g(NL-1) >= ``horizon_floor`` for every j >= l
+      g_first, g_last    g at layer 0 and at layer NL-1; fit_layers: layers the fit used
+    """
+    g = np.asarray(g, dtype=np.float64)
+    NL = len(g)
+    floor = noise_floor() if floor is None else floor
+    fit = fit_curve(g[::-1], horizon_floor=horizon_floor, floor=floor)
+    below = np.flatnonzero(~(g[::-1] > floor))  # nan counts as below
+    return {"gain": fit["gain"], "log_gain": fit["log_gain"], "attenuation_decades": fit["attenuation_decades"],
+            "underflow_layer": int(NL - 1 - below[0]) if below.size else -1,
+            "reach_layer": int(NL - 1 - fit["horizon"]) if fit["horizon"] >= 0 else NL,
+            "g_first": float(g[0]) if NL else math.nan, "g_last": float(g[-1]) if NL else math.nan,
+            "fit_layers": fit["fit_lags"]}

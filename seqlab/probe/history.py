@@ -13,6 +13,22 @@ probe.npz (P probe times, K lags, L loss steps, k exponents; float64 unless said
   gain_{key}, half_life_{key}, attenuation_decades_{key}, horizon_{key},
   fit_lags_{key} (P,)      the fits of ``fit_curve``
   lyapunov_l{i} (P, k)     top-k Lyapunov exponents of layer i, largest first
+
+The depth axis (files written since the depth probe; NL layers, G parameter groups,
+``{d}`` a depth curve '{state}_{at}': 'h_lag0', 'h_tasklag', 'h_total', 'c_lag0', ...):
+  total_{key} (P,)         mean of ||dL_tau/ds_t|| over all t at once (the 'total' depth curve)
+  param_groups (G,) str    parameter groups: 'l0' .. for the layers, then e.g. 'readout'
+  param_grad_norm (P, G)   ||dL/dtheta_g|| of the training loss on the probe batch
+  only with more than one layer:
+  depth_curves (D,) str    the depth-curve names {d}
+  depth_{d} (P, NL)        the depth curve, layer 0 (next to the input) first
+  depth_{field}_{d} (P,)   the fits of ``fit_depth``: gain, attenuation_decades,
+                           underflow_layer, reach_layer, fit_layers
+  depth_gain_by_lag_{state} (P, K)  the depth gain at every lag (a fit of each column of the grid)
+
+The (layer x lag) grid of one probe is ``ProbeHistory.grid``: the mean_{key} rows
+of one state kind stacked by layer. Files written before the depth axis load as
+they are (``depth_curve`` derives lag0 and tasklag from their mean_{key}).
 """
 from __future__ import annotations
 
@@ -25,7 +41,8 @@ import numpy as np
 from .measure import ProbeResult
 
 FIT_FIELDS = ("gain", "half_life", "attenuation_decades", "horizon", "fit_lags")
-_STATIC = ("lags", "loss_steps", "task_lag", "curves")  # the same at every probe time
+DEPTH_FIT_FIELDS = ("gain", "attenuation_decades", "underflow_layer", "reach_layer", "fit_layers")
+_STATIC = ("lags", "loss_steps", "task_lag", "curves", "param_groups", "depth_curves")  # the same at every probe
 
 
 def result_arrays(result: ProbeResult) -> dict[str, np.ndarray]:
@@ -41,6 +58,16 @@ def result_arrays(result: ProbeResult) -> dict[str, np.ndarray]:
             out[f"{name}_{key}"] = np.float64(result.fits[key][name])
     for i, spectrum in enumerate(result.lyapunov):
         out[f"lyapunov_l{i}"] = np.asarray(spectrum, dtype=np.float64)
+    for key, value in c.total.items():
+        out[f"total_{key}"] = np.float64(value)
+    if c.param_grad_norm:
+        out["param_grad_norm"] = np.array(list(c.param_grad_norm.values()), dtype=np.float64)
+    for name, g in result.depth.items():
+        out[f"depth_{name}"] = np.asarray(g, dtype=np.float64)
+        for field_name in DEPTH_FIT_FIELDS:
+            out[f"depth_{field_name}_{name}"] = np.float64(result.depth_fits[name][field_name])
+    for state, gains in result.depth_gain.items():
+        out[f"depth_gain_by_lag_{state}"] = np.asarray(gains, dtype=np.float64)
     return out
 
 
@@ -54,10 +81,14 @@ class ProbeHistory:
     static: dict[str, np.ndarray] = field(default_factory=dict)
 
     def append(self, step: int, result: ProbeResult) -> None:
-        if not self.static:
-            c = result.curves
-            self.static = {"lags": c.lags.astype(np.int64), "loss_steps": c.loss_steps.astype(np.int64),
-                           "task_lag": np.asarray(self.task_lag, dtype=np.int64), "curves": np.asarray(c.keys)}
+        c = result.curves
+        static = {"lags": c.lags.astype(np.int64), "loss_steps": c.loss_steps.astype(np.int64),
+                  "task_lag": np.asarray(self.task_lag, dtype=np.int64), "curves": np.asarray(c.keys),
+                  "param_groups": np.asarray(list(c.param_grad_norm), dtype=str)}
+        if result.depth:
+            static["depth_curves"] = np.asarray(list(result.depth), dtype=str)
+        for name, value in static.items():  # set by the first probe (or a file from before the depth axis)
+            self.static.setdefault(name, value)
         self.steps.append(int(step))
         self.rows.append(result_arrays(result))
 
@@ -72,15 +103,56 @@ class ProbeHistory:
     def lags(self) -> np.ndarray:
         return self.static["lags"]
 
+    @property
+    def states(self) -> list[str]:
+        """State kinds in key order: ['h'], or ['h', 'c'] for an LSTM."""
+        return list(dict.fromkeys(key.rsplit("_l", 1)[0] for key in self.keys))
+
+    @property
+    def n_layers(self) -> int:
+        return len({key.rsplit("_l", 1)[1] for key in self.keys})
+
+    @property
+    def param_groups(self) -> list[str]:
+        return [str(g) for g in self.static.get("param_groups", [])]
+
     def means(self, key: str) -> np.ndarray:
         """(P, K) the mean curve of ``key`` at every probe time."""
         return np.stack([row[f"mean_{key}"] for row in self.rows])
 
+    def series(self, name: str) -> np.ndarray | None:
+        """(P, ...) the per-probe array ``name`` of probe.npz, or None where this file has none."""
+        if not self.rows or any(name not in row for row in self.rows):
+            return None
+        return np.stack([row[name] for row in self.rows])
+
+    def grid(self, state: str = "h", stat: str = "mean") -> np.ndarray:
+        """(P, NL, K) ``stat`` (mean, q25, q50, q75) over probe time x layer x lag."""
+        return np.stack([self.series(f"{stat}_{state}_l{i}") for i in range(self.n_layers)], axis=1)
+
+    def depth_curve(self, state: str = "h", at: str = "lag0") -> np.ndarray | None:
+        """(P, NL) a depth curve (measure.DEPTH_AT); also from files older than the depth probe
+        (lag0 and tasklag from the grid; total needs total_{key}). None where not measured."""
+        stored = self.series(f"depth_{state}_{at}")
+        if stored is not None:
+            return stored
+        if at == "total":
+            totals = [self.series(f"total_{state}_l{i}") for i in range(self.n_layers)]
+            return None if any(t is None for t in totals) else np.stack(totals, axis=1)
+        k = 0 if at == "lag0" else self.task_lag if at == "tasklag" else -1
+        if not 0 <= k < len(self.lags) or (at == "tasklag" and k == 0):
+            return None
+        return self.grid(state)[:, :, k]
+
     def arrays(self) -> dict[str, np.ndarray]:
-        """Everything in probe.npz (see the module docstring)."""
+        """Everything in probe.npz (see the module docstring). A history continued from an older
+        file (resumed) holds arrays its first rows lack: those rows get nan of the same shape."""
         out = {"steps": np.asarray(self.steps, dtype=np.int64), **self.static}
-        for name in self.rows[0] if self.rows else ():
-            out[name] = np.stack([row[name] for row in self.rows])
+        names = list(dict.fromkeys(name for row in self.rows for name in row))
+        for name in names:
+            like = next(row[name] for row in self.rows if name in row)
+            out[name] = np.stack([row[name] if name in row else np.full_like(like, np.nan, dtype=np.float64)
+                                  for row in self.rows])
         return out
 
     def save(self, path: str | Path) -> None:
@@ -96,7 +168,7 @@ class ProbeHistory:
         with np.load(path) as data:
             arrays = {name: data[name] for name in data.files}
         steps = arrays.pop("steps")
-        static = {name: arrays.pop(name) for name in _STATIC}
+        static = {name: arrays.pop(name) for name in _STATIC if name in arrays}
         keep = [i for i, s in enumerate(steps) if until_step is None or s <= until_step]
         rows = [{name: value[i] for name, value in arrays.items()} for i in keep]
         return cls(task_lag=int(static["task_lag"]), steps=[int(steps[i]) for i in keep], rows=rows,

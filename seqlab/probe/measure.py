@@ -1,5 +1,20 @@
 """One probe: gradient curves + their summaries + Lyapunov spectra, as plain numbers.
 
+The curves form a (layer x lag) grid per state kind (``GradientCurves.grid``); the
+fits run along both of its axes:
+  * along the lag, one ``fit_curve`` per key ('h_l0', ...): the time probe;
+  * along the depth, for a model with more than one layer, one ``fit_depth`` per
+    depth curve, named '{state}_{at}' (``DEPTH_AT``):
+      lag0     g^(l)(0): the states at the loss step, where only depth separates a
+               state from the loss (a feedforward net's one and only column)
+      tasklag  g^(l)(task lag): the states where the task's information entered
+               (sequence tasks whose lag is inside the measured lags)
+      total    ||dL_tau/ds^(l)_t|| over all t at once (the sequence's whole gradient
+               reaching layer l)
+    and the depth gain at every lag (``depth_gain[state]``, (K,)): which way the
+    gradient dies, lag by lag;
+  * the per-group parameter-gradient norms ||dL/dtheta_l|| (``curves.param_grad_norm``).
+
 ``ProbeSettings`` is what ``conf/probe/default.yaml`` builds (every knob is
 commented there); ``probe`` is a pure function of (model, task, batch, settings).
 The caller (train.py, or ``python -m seqlab.probe``) decides when to call it and
@@ -16,7 +31,7 @@ import torch
 from ..checks import check, check_int, is_number
 from ..models import SequenceModel
 from ..tasks import Batch, Task
-from .fit import fit_curve, noise_floor
+from .fit import fit_curve, fit_depth, noise_floor
 from .gradient import GradientCurves, gradient_curves
 from .lyapunov import lyapunov_spectra
 
@@ -58,26 +73,44 @@ class ProbeSettings:
         return task.make_batch(self.batch_size, torch.Generator().manual_seed(self.seed)).to(device)
 
 
+DEPTH_AT = ("lag0", "tasklag", "total")
+
+
+def depth_curves(curves: GradientCurves, task_lag: int | None) -> dict[str, np.ndarray]:
+    """'{state}_{at}' -> (NL,) the depth curves of ``DEPTH_AT`` (tasklag only when 0 < lag < K)."""
+    out = {}
+    for state in curves.states:
+        grid = curves.grid(state)  # (NL, K)
+        out[f"{state}_lag0"] = grid[:, 0]
+        if task_lag is not None and 0 < task_lag < grid.shape[1]:
+            out[f"{state}_tasklag"] = grid[:, task_lag]
+        out[f"{state}_total"] = np.array([curves.total[f"{state}_l{i}"] for i in range(curves.n_layers)])
+    return out
+
+
 @dataclass
 class ProbeResult:
     curves: GradientCurves
     fits: dict[str, dict[str, float]]                           # curve key -> fit_curve's summaries
     lyapunov: list[np.ndarray] = field(default_factory=list)    # per layer, (k,) largest first
+    depth: dict[str, np.ndarray] = field(default_factory=dict)  # '{state}_{at}' -> (NL,) depth curve
+    depth_fits: dict[str, dict[str, float]] = field(default_factory=dict)  # '{state}_{at}' -> fit_depth's
+    depth_gain: dict[str, np.ndarray] = field(default_factory=dict)  # state -> (K,) depth gain at each lag
 
     def summary(self) -> dict[str, dict[str, float]]:
-        """Scalars per curve and per layer's spectrum: {'h_l0': {...}, 'lyapunov_l0': {...}}."""
+        """Scalars per curve, per depth curve, per layer's spectrum, and the parameter-gradient norms:
+        {'h_l0': {...}, 'depth_h_lag0': {...}, 'param_grad_norm': {'l0': ..}, 'lyapunov_l0': {...}}."""
         out = {key: dict(fit) for key, fit in self.fits.items()}
+        for key, value in self.curves.total.items():
+            out[key]["g_total"] = value
+        for name, fit in self.depth_fits.items():
+            out[f"depth_{name}"] = dict(fit)
+        if self.curves.param_grad_norm:
+            out["param_grad_norm"] = dict(self.curves.param_grad_norm)
         for i, spectrum in enumerate(self.lyapunov):
             out[f"lyapunov_l{i}"] = {"max": float(spectrum[0]) if len(spectrum) else math.nan,
                                      "sum": float(spectrum.sum()), "k": len(spectrum)}
         return out
-
-    def curve_rows(self, label: str) -> list[dict[str, float]]:
-        """One row per lag, {'probe/lag': k, 'probe/{label}/{key}': g(k), ...}: a tracker plots
-        them against ``probe/lag`` (W&B: define_metric), so runs overlay."""
-        c = self.curves
-        return [{"probe/lag": int(k), **{f"probe/{label}/{key}": float(c.mean[key][k]) for key in c.keys}}
-                for k in c.lags]
 
     def scalars(self, prefix: str = "") -> dict[str, float]:
         """``summary`` flattened to '{prefix}{group}/{name}' keys (for a tracker row)."""
@@ -92,8 +125,15 @@ def probe(model: SequenceModel, task: Task, batch: Batch, settings: ProbeSetting
     fits = {key: fit_curve(g, horizon_floor=settings.horizon_floor, lags=settings.lags, task_lag=task.lag,
                            floor=floor)
             for key, g in curves.mean.items()}
+    depth, depth_fits, depth_gain = {}, {}, {}
+    if curves.n_layers > 1:  # the depth axis
+        depth = depth_curves(curves, task.lag)
+        depth_fits = {name: fit_depth(g, horizon_floor=settings.horizon_floor, floor=floor)
+                      for name, g in depth.items()}
+        depth_gain = {state: np.array([fit_depth(col, floor=floor)["gain"] for col in curves.grid(state).T])
+                      for state in curves.states}
     lyapunov = []
     if settings.lyapunov_k > 0:
         x = batch.inputs[:settings.lyapunov_sequences]
         lyapunov = lyapunov_spectra(model, x, settings.lyapunov_k, settings.lyapunov_warmup, settings.seed)
-    return ProbeResult(curves, fits, lyapunov)
+    return ProbeResult(curves, fits, lyapunov, depth, depth_fits, depth_gain)
