@@ -309,7 +309,9 @@ def test_probe_changes_nothing_and_restores_modes():
     assert all(p.grad is None for p in model.parameters())
     assert torch.equal(torch.get_rng_state(), rng)
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
-    assert set(result.summary()) == {"h_l0", "c_l0", "h_l1", "c_l1", "lyapunov_l0", "lyapunov_l1"}
+    depth = {f"depth_{s}_{at}" for s in "hc" for at in ("lag0", "tasklag", "total")}
+    assert set(result.summary()) == {"h_l0", "c_l0", "h_l1", "c_l1", "lyapunov_l0", "lyapunov_l1",
+                                     "param_grad_norm", *depth}
     assert result.summary()["lyapunov_l1"]["k"] == 3
     # the same batch and model give the same numbers
     again = probe(model, task, settings.make_batch(task), settings)

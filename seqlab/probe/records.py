@@ -77,8 +77,11 @@ def table_lags(n_lags: int, n_curves: int, task_lag: int | None = None,
     keep = max(2, max_rows // max(n_curves, 1))
     if n_lags <= keep:
         return np.arange(n_lags)
-    picked = set(np.linspace(0, n_lags - 1, keep - 1).round().astype(int).tolist())
-    if task_lag is not None and 0 <= task_lag < n_lags:
+    picked = set(np.linspace(0, n_lags - 1, keep).round().astype(int).tolist())
+    if task_lag is not None and 0 <= task_lag < n_lags and task_lag not in picked:
+        inner = sorted(picked - {0, n_lags - 1}, key=lambda k: abs(k - task_lag))
+        if inner:
+            picked.discard(inner[0])
         picked.add(int(task_lag))
     return np.array(sorted(picked))
 
