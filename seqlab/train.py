@@ -306,7 +306,8 @@ def train(cfg: DictConfig, info: RunInfo) -> dict:
         if probe_settings:
             summary["probe_time_s"] = probe_time
             if probe_settings.plots and len(probes):
-                _probe_figures(probes, info, tracker, figure_title(task.name, info.choices.get("model"), cfg.seq_len,
+                _probe_figures(probes, info, tracker, figure_title(task.name, info.choices.get("model"),
+                                                                    cfg.seq_len if task.total_len > 1 else None,
                                                                     probes.n_layers))
         recorder.summary(summary)
         tracker.summary({k: v for k, v in summary.items() if v is not None})

@@ -8,22 +8,23 @@ import numpy as np
 import pytest
 import torch
 
-from seqlab.models import GRULayer, LSTMLayer, RNNLayer, SequenceModel
+from seqlab.models import FeedforwardLayer, GRULayer, LSTMLayer, RNNLayer, SequenceModel
 from seqlab.probe import ProbeHistory, ProbeSettings, gradient_curves, probe
 from seqlab.probe.fit import fit_depth, noise_floor
 from seqlab.probe.gradient import parameter_groups
 from seqlab.probe.history import FIT_FIELDS
 from seqlab.probe.plots import write_plots
 from seqlab.tasks import Adding, Copy
+from seqlab.tasks.random_labels import RandomLabels
 
 SETTINGS = ProbeSettings(batch_size=5, lyapunov_k=0, max_loss_steps=3)
 
 
-def stack(layer, task, layers, hidden=5, seed=0, residual=False, **kwargs):
+def stack(layer, task, layers, hidden=5, seed=0, residual=False, between="none", **kwargs):
     torch.manual_seed(seed)
     model = SequenceModel(lambda input_size, hidden_size: layer(input_size, hidden_size, **kwargs),
                           task.input_size, task.output_size, hidden_size=hidden, num_layers=layers,
-                          residual=residual)
+                          residual=residual, between=between)
     return model.double()
 
 
@@ -41,7 +42,11 @@ def orthogonal(n, seed):
 CASES = {
     "rnn-3-adding": (RNNLayer, Adding(seq_len=5), 3, {}),
     "lstm-2-copy": (LSTMLayer, Copy(seq_len=2), 2, {}),          # several loss steps, a subset probed
-    "gru-3-residual-adding": (GRULayer, Adding(seq_len=4), 3, {"residual": True}),
+    "gru-3-residual-batchnorm-between-adding": (GRULayer, Adding(seq_len=4), 3, {"residual": True, "between": "batch"}),
+    "mlp-4-random-labels": (FeedforwardLayer, RandomLabels(n_examples=8, input_dim=6, n_classes=3), 4,
+                            {"activation": "tanh"}),
+    "mlp-3-batchnorm-residual-random-labels": (FeedforwardLayer, RandomLabels(n_examples=8, input_dim=6, n_classes=3),
+                                               3, {"norm": "batch", "residual": True}),
 }
 
 
@@ -84,15 +89,40 @@ def test_depth_curve_and_parameter_gradients_equal_autograd_on_retained_layer_ou
 
 # --- analytic cases -----------------------------------------------------------------------------
 
+def mlp_from_config(task, *overrides):
+    from hydra import compose, initialize_config_dir
+    from hydra.utils import instantiate
+
+    from seqlab.__main__ import CONF_DIR
+
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        cfg = compose(config_name="config", overrides=["model=mlp", "task=random_labels", *overrides])
+    torch.manual_seed(0)
+    before = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)  # the init itself in float64 (Q orthogonal to 1e-16, not 1e-7)
+    try:
+        return instantiate(cfg.model)(input_size=task.input_size, output_size=task.output_size)
+    finally:
+        torch.set_default_dtype(before)
+
+
 @pytest.mark.parametrize("rho", [0.5, 0.9, 1.3])
-def test_linear_stack_of_rho_orthogonal_maps_has_depth_gain_rho(rho):
-    """h^(l+1) = rho Q_l h^(l) + ... (identity activation): dL/dh^(l) = rho Q_l^T dL/dh^(l+1), so at the
-    loss step g(l) / g(l+1) = rho for every example, whatever the recurrent weights do in time."""
-    task, NL = Adding(seq_len=4), 5
-    model = stack(RNNLayer, task, NL, hidden=6, activation="identity")
-    with torch.no_grad():
-        for i, layer in enumerate(model.layers[1:], start=1):
-            layer.rnn.weight_ih_l0.copy_(rho * orthogonal(6, seed=i))
+@pytest.mark.parametrize("kind", ["mlp", "rnn"])
+def test_linear_stack_of_rho_orthogonal_maps_has_depth_gain_rho(kind, rho):
+    """h^(l+1) = rho Q_l h^(l) + b (identity activation): dL/dh^(l) = rho Q_l^T dL/dh^(l+1), so at the
+    loss step g(l) / g(l+1) = rho for every example. mlp: model=mlp with init=orthogonal gain=rho (T = 1);
+    rnn: a stacked linear RNN whose input maps are rho Q, whatever its recurrent weights do in time."""
+    NL = 5
+    if kind == "mlp":
+        task = RandomLabels(n_examples=8, input_dim=6, n_classes=3)
+        model = mlp_from_config(task, f"model.num_layers={NL}", "model.hidden_size=6", "model.layer.activation=identity",
+                                "model.layer.init=orthogonal", f"model.layer.gain={rho}")
+    else:
+        task = Adding(seq_len=4)
+        model = stack(RNNLayer, task, NL, hidden=6, activation="identity")
+        with torch.no_grad():
+            for i, layer in enumerate(model.layers[1:], start=1):
+                layer.rnn.weight_ih_l0.copy_(rho * orthogonal(6, seed=i))
     result = probe(model, task, batch_for(task), SETTINGS)
     g = result.curves.grid("h")[:, 0]
     np.testing.assert_allclose(g[:-1] / g[1:], rho, rtol=1e-12)
@@ -105,23 +135,32 @@ def test_linear_stack_of_rho_orthogonal_maps_has_depth_gain_rho(rho):
     assert fit["underflow_layer"] == -1 and fit["fit_layers"] == NL
 
 
-def test_six_sigmoid_layers_at_their_steepest_give_a_thousandth_at_the_first():
+@pytest.mark.parametrize("kind", ["mlp", "rnn"])
+def test_six_sigmoid_layers_at_their_steepest_give_a_thousandth_at_the_first(kind):
     """The teaching example: six layers of local derivative 1/4 (the sigmoid's maximum, at a zero
     pre-activation): a gradient of 1 at the last layer is 0.25^5 = 0.00098 at the first."""
-    task, NL, H = Adding(seq_len=2), 6, 4
-    model = stack(RNNLayer, task, NL, hidden=H, activation="sigmoid")
+    NL, H = 6, 4
+    if kind == "mlp":
+        task = RandomLabels(n_examples=8, input_dim=3, n_classes=2)
+        model = stack(FeedforwardLayer, task, NL, hidden=H, activation="sigmoid")
+        maps = [(layer.linear.weight, layer.linear.bias) for layer in model.layers]
+    else:
+        task = Adding(seq_len=2)
+        model = stack(RNNLayer, task, NL, hidden=H, activation="sigmoid")
+        with torch.no_grad():
+            for layer in model.layers:  # no path through time: the chain is the depth alone
+                layer.rnn.weight_hh_l0.zero_()
+                layer.rnn.bias_hh_l0.zero_()
+        maps = [(layer.rnn.weight_ih_l0, layer.rnn.bias_ih_l0) for layer in model.layers]
     with torch.no_grad():
-        for i, layer in enumerate(model.layers):
-            r = layer.rnn
-            r.weight_hh_l0.zero_()  # no path through time: the chain is the depth alone
-            r.bias_hh_l0.zero_()
-            if i == 0:
-                r.weight_ih_l0.zero_()
-                r.bias_ih_l0.zero_()  # pre-activation 0 -> h = 0.5, f' = 1/4
+        for i, (W, b) in enumerate(maps):
+            if i == 0:  # pre-activation 0 -> h = 0.5, f' = 1/4
+                W.zero_()
+                b.zero_()
             else:
                 Q = orthogonal(H, seed=i)
-                r.weight_ih_l0.copy_(Q)
-                r.bias_ih_l0.copy_(-Q @ torch.full((H,), 0.5, dtype=torch.float64))  # Q h + b = 0 again
+                W.copy_(Q)
+                b.copy_(-Q @ torch.full((H,), 0.5, dtype=torch.float64))  # Q h + b = 0 again
     result = probe(model, task, batch_for(task), SETTINGS)
     g = result.depth["h_lag0"]
     relative = g / g[-1]  # gradient 1 at the last layer

@@ -86,7 +86,8 @@ def probe_only(cfg: DictConfig, run_dir: Path) -> dict:
     history.append(step, result)
     history.save(run_dir / "probe.npz")
     if settings.plots:
-        write_plots(history, run_dir, title=figure_title(task.name, _model_choice(), cfg.seq_len, history.n_layers)
+        write_plots(history, run_dir, title=figure_title(task.name, _model_choice(),
+                                                          cfg.seq_len if task.total_len > 1 else None, history.n_layers)
                     + f", step {step}")
     summary = {"status": "finished", "mode": "probe", "task": task.name, "lag": task.lag,
                "checkpoint": cfg.checkpoint, "step": step, "probe_time_s": elapsed, "device": str(device),
@@ -121,6 +122,8 @@ def format_probe(summary: dict) -> str:
                          f"from the last layer to the first{under}")
         elif key == "param_grad_norm":
             lines.append("  ||dL/dtheta|| per group: " + ", ".join(f"{g} {v:.3g}" for g, v in s.items()))
+        elif s.get("n_lags") == 1:  # a task without time: the state's g only
+            lines.append(f"  {key}: g {s['g0']:.4g} (one step: no lag axis)")
         else:
             half = "inf" if math.isinf(s["half_life"]) else f"{s['half_life']:.3g}"
             lines.append(f"  {key}: gain {s['gain']:.4g} (ln {s['log_gain']:.4g}, half-life {half} steps), "

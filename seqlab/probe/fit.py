@@ -10,6 +10,7 @@
   horizon        the largest lag k with g(j) / g(0) >= ``horizon_floor`` for every
                  j <= k (K-1 when the curve never falls that far)
   g_lag{k}       g at a few fixed lags, and at the task's own lag (g_task_lag)
+  n_lags         K (1: a task without time, whose only "curve" is g(0))
 
 A linear RNN with W = rho * Q gives g(k) = rho^k g(0) exactly, so gamma = rho to
 float precision (tests/test_probe.py).
@@ -75,7 +76,7 @@ def fit_curve(g: np.ndarray, *, horizon_floor: float = 1e-3, lags: Iterable[int]
         horizon = -1
     out = {"g0": g0, "gain": gain, "log_gain": math.log(gain) if gain > 0 else math.nan,
            "half_life": half_life, "attenuation_decades": float(attenuation), "horizon": horizon,
-           "fit_lags": n_fit}
+           "fit_lags": n_fit, "n_lags": K}
     for lag in lags:
         if 0 <= lag < K:
             out[f"g_lag{lag}"] = float(g[lag])

@@ -58,19 +58,25 @@ from ..tasks import Batch, Task
 
 QUANTILES = (0.25, 0.5, 0.75)
 _LAYER_PARAM = re.compile(r"^layers\.(\d+)\.")
+_BETWEEN_PARAM = re.compile(r"^between\.(\d+)\.")  # SequenceModel's norm on the input of layer i + 1
 
 
 def parameter_groups(model: nn.Module) -> dict[str, list[nn.Parameter]]:
     """Trainable parameters by layer: 'l0', 'l1', ... for ``model.layers[i]`` (the layer whose
-    output is curve key ``h_l{i}``), and one group per other top-level module (e.g. 'readout'),
-    in the model's own order. Every trainable parameter is in exactly one group."""
-    groups: dict[str, list[nn.Parameter]] = {}
+    output is curve key ``h_l{i}``; a norm between layers, ``between[i - 1]``, counts as part of
+    layer i, whose input it normalizes), and one group per other top-level module (e.g.
+    'readout'). Every trainable parameter is in exactly one group; layers in order, then the rest."""
+    layers: dict[int, list[nn.Parameter]] = {}
+    other: dict[str, list[nn.Parameter]] = {}
     for name, p in model.named_parameters():
         if not p.requires_grad:
             continue
-        m = _LAYER_PARAM.match(name)
-        groups.setdefault(f"l{m[1]}" if m else name.split(".")[0], []).append(p)
-    return groups
+        m, b = _LAYER_PARAM.match(name), _BETWEEN_PARAM.match(name)
+        if m or b:
+            layers.setdefault(int(m[1]) if m else int(b[1]) + 1, []).append(p)
+        else:
+            other.setdefault(name.split(".")[0], []).append(p)
+    return {**{f"l{i}": layers[i] for i in sorted(layers)}, **other}
 
 
 def group_layer(group: str, n_layers: int) -> int:

@@ -1,5 +1,7 @@
 """Figures of a run's probes (matplotlib, Agg backend; no display needed).
 
+(A task without time, one lag, gets only the last two.)
+
 probe_curves.png   g(k) against the lag on a log axis and g(k)/g(0) (two rows per state kind),
                    one column per layer (at most four of a deep stack: the first, the last
                    and two between), at most eight probe times coloured by training
@@ -34,7 +36,8 @@ UNDERFLOW_LABEL = "g = 0: underflowed (below the float range)"
 
 
 def figure_title(task: str, model: str | None = None, seq_len: int | None = None, n_layers: int | None = None) -> str:
-    """'adding, rnn x 8 layers, T=200': what was probed, never the run's other overrides."""
+    """'adding, rnn x 8 layers, T=200': what was probed, never the run's other overrides (pass
+    seq_len=None for a task without time)."""
     parts = [task]
     if model:
         parts.append(model + (f" x {n_layers} layers" if n_layers and n_layers > 1 else ""))
@@ -271,7 +274,8 @@ def plot_depth(history: ProbeHistory, path: str | Path, title: str = "") -> Path
         ax.set_ylabel("||dL/dtheta_l||")
     for ax in axes:
         ax.set_xlabel("layer l (0 = next to the input)")
-    _step_colorbar(plt, fig, list(axes), norm, cmap)
+    if len(idx) > 1:
+        _step_colorbar(plt, fig, list(axes), norm, cmap)
     return _finish(plt, fig, path, title, f"{len(idx)} of {len(steps)} probes; band: quartiles of the last probe")
 
 
@@ -328,8 +332,11 @@ def plot_grid(history: ProbeHistory, path: str | Path, title: str = "", probes: 
 
 
 def write_plots(history: ProbeHistory, run_dir: str | Path, title: str = "") -> list[Path]:
-    """Every figure that applies into ``run_dir``; returns their paths."""
+    """Every figure that applies into ``run_dir``; returns their paths. A task without time (one
+    lag: a feedforward net on random labels) has no lag axis, so no curves or heat map against it."""
     run_dir = Path(run_dir)
-    paths = [plot_curves(history, run_dir / CURVES_PNG, title), plot_heatmap(history, run_dir / HEATMAP_PNG, title),
-             plot_depth(history, run_dir / DEPTH_PNG, title), plot_grid(history, run_dir / GRID_PNG, title)]
+    paths = []
+    if len(history.lags) > 1:
+        paths += [plot_curves(history, run_dir / CURVES_PNG, title), plot_heatmap(history, run_dir / HEATMAP_PNG, title)]
+    paths += [plot_depth(history, run_dir / DEPTH_PNG, title), plot_grid(history, run_dir / GRID_PNG, title)]
     return [p for p in paths if p is not None]
