@@ -56,8 +56,9 @@ class CoRNNLayer(RecurrentLayer):
 
     def step(self, u_t: torch.Tensor, state: State, tap: TapFn = no_tap) -> State:
         y, z = state
-        _, W_z, W = self.weights()
-        force = torch.tanh(u_t + y @ W.T + z @ W_z.T)  # (B, H)
-        z = tap("z", z + self.dt * (force - self.gamma * y - self.epsilon * z))
-        y = tap("y", y + self.dt * z)
+        W_zy = self.i2h.weight[:, self.input_size:]  # (H, 2H) [W_z | W]: one matmul on [z, y]
+        force = torch.tanh(torch.addmm(u_t, torch.cat((z, y), dim=1), W_zy.T))  # (B, H)
+        accel = torch.add(torch.add(force, y, alpha=-self.gamma), z, alpha=-self.epsilon)
+        z = tap("z", torch.add(z, accel, alpha=self.dt))  # z + dt (sigma(.) - gamma y - epsilon z)
+        y = tap("y", torch.add(y, z, alpha=self.dt))  # y + dt z_n
         return y, z

