@@ -204,7 +204,7 @@ BARE = {"mingru": {"bare": BareMinGRU}, "minlstm": {"bare": BareMinLSTM}, "selec
 
 
 def run_bare(cls, cfg, steps: int, device) -> tuple[float, float]:
-    """(steps/s, mean train loss of the last 10 steps) of a bare loop on seqlab's batches and init."""
+    """(steps/s, mean train loss over seqlab's last log window) of a bare loop on seqlab's batches and init."""
     task = build_task(cfg)
     torch.manual_seed(cfg.seed)
     seq = build_model(cfg, task).to(device)  # the very weights seqlab starts from
@@ -222,7 +222,8 @@ def run_bare(cls, cfg, steps: int, device) -> tuple[float, float]:
         opt.step()
         losses.append(loss.detach())
     sync(device)
-    return steps / (time.perf_counter() - t0), float(torch.stack(losses[-10:]).mean())
+    window = losses[((steps - 1) // cfg.log_every) * cfg.log_every:]  # the steps of seqlab's last log row
+    return steps / (time.perf_counter() - t0), float(torch.stack(window).mean())
 
 
 def run_seqlab(cfg, tmp: Path) -> tuple[float, float]:
