@@ -1,5 +1,6 @@
 """Recurrent and feedforward models: one file per layer family, one sequence-model wrapper."""
 from .base import RecurrentLayer
+from .bnlstm import BNLSTMLayer
 from .cornn import CoRNNLayer
 from .feedforward import FeedforwardLayer
 from .gru import GRULayer
@@ -13,5 +14,5 @@ from .rnn import RNNLayer
 from .selective import SelectiveLayer
 from .sequence import SequenceModel
 
-__all__ = ["CoRNNLayer", "FeedforwardLayer", "GRULayer", "IndRNNLayer", "LRULayer", "LSTMLayer", "MinGRULayer",
+__all__ = ["BNLSTMLayer", "CoRNNLayer", "FeedforwardLayer", "GRULayer", "IndRNNLayer", "LRULayer", "LSTMLayer", "MinGRULayer",
            "MinLSTMLayer", "OrthogonalRNNLayer", "RNNLayer", "RecurrentLayer", "SelectiveLayer", "SequenceModel"]

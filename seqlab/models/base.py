@@ -77,6 +77,11 @@ class RecurrentLayer(nn.Module):
         out = []
         for t, u_t in enumerate(drive):
             tap_t = no_tap if tap_steps is None else (lambda name, s, t=t: s + tap_steps[name][t])
-            state = self.step(u_t, state, tap_t)
+            state = self.step_at(t, u_t, state, tap_t)
             out.append(state[0])
         return torch.stack(out, dim=1)  # (B, T, H)
+
+    def step_at(self, t: int, u_t: torch.Tensor, state: State, tap: TapFn = no_tap) -> State:
+        """Step ``t`` of the step path. Default: ``step``, the same map at every t; a layer whose
+        step depends on t (per-time-step statistics: recurrent batch norm) overrides this."""
+        return self.step(u_t, state, tap)

@@ -37,6 +37,7 @@ Init (``init``, ``gain``): the scheme is applied to W_l of every layer (see
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from ..checks import check_choice
@@ -59,12 +60,21 @@ def make_norm(kind: str, features: int, key: str = "model.layer.norm") -> nn.Mod
 
 class RowBatchNorm(nn.BatchNorm1d):
     """``BatchNorm1d`` over every leading position of a (..., F) tensor: statistics per feature
-    over all B*T rows (the sequence-wise normalization of Laurent et al. 2016 for a sequence)."""
+    over all B*T rows (the sequence-wise normalization of Laurent et al. 2016 for a sequence).
+
+    A single row has no batch statistics: in train mode it is normalized with the running
+    ones and tracks nothing. Training never gets there (batches < 2 are refused before a
+    run); the probe's one-sequence Lyapunov loop does, and then sees the inference-mode map.
+    """
 
     batch_statistics = True  # needs >= 2 rows in train mode (``SequenceModel.min_batch_size``)
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
-        return super().forward(z.reshape(-1, z.shape[-1])).view(z.shape)
+        rows = z.reshape(-1, z.shape[-1])  # (B*T, F)
+        if self.training and rows.shape[0] == 1:
+            return F.batch_norm(rows, self.running_mean, self.running_var, self.weight, self.bias, False, 0.0,
+                                self.eps).view(z.shape)
+        return super().forward(rows).view(z.shape)
 
 
 class FeedforwardLayer(RecurrentLayer):

@@ -10,8 +10,9 @@ keeps that factor <= gamma over the whole sequence (sec. 3.1; the reference
 code for the adding problem uses gamma = 2, i.e. |u| <= 2^(1/T)).
 
 Init: u ~ U[u_min, gamma^(1/T)] (u_min = 0 as in the public reimplementations of
-the adding experiment; unverified against the paper's own code), W and b torch's
-nn.Linear default. With ``constrain``, ``project_`` clips u into
+the adding experiment; unverified against the paper's own code), b torch's
+nn.Linear default, W torch's default or the scheme ``init`` names (xavier, kaiming,
+orthogonal: ``seqlab.models.init``). With ``constrain``, ``project_`` clips u into
 [-gamma^(1/T), gamma^(1/T)]; the lab's optimizer runs it after every update
 (``seqlab.config.build_optimizer``), i.e. projected gradient descent, as the
 paper clips the recurrent weights after each step.
@@ -31,12 +32,13 @@ from torch import nn
 from ..checks import check, check_choice, is_number
 from .activations import ACTIVATIONS, Activation
 from .base import RecurrentLayer, State, TapFn, no_tap
+from .init import MATRIX_INITS, init_matrix
 
 
 class IndRNNLayer(RecurrentLayer):
     def __init__(self, input_size: int, hidden_size: int, activation: str = "relu",
                  max_gain: float = 2.0, tmax: int | float | None = None, constrain: bool = True,
-                 u_min: float = 0.0):
+                 u_min: float = 0.0, init: str = "default"):
         super().__init__(input_size, hidden_size)
         check_choice("model.layer.activation", activation, ACTIVATIONS)
         check(is_number(max_gain) and max_gain > 0, "model.layer.max_gain", max_gain, "must be a number > 0")
@@ -48,6 +50,8 @@ class IndRNNLayer(RecurrentLayer):
         self.activation, self.constrain = activation, constrain
         self.f: Activation = ACTIVATIONS[activation]
         self.input = nn.Linear(input_size, hidden_size)  # W, b
+        check_choice("model.layer.init", init, MATRIX_INITS)
+        init_matrix(self.input.weight, init)  # W only: u has its own init, b keeps torch's
         self.u = nn.Parameter(torch.empty(hidden_size).uniform_(u_min, self.bound))  # (H,)
 
     @torch.no_grad()

@@ -45,6 +45,7 @@ from ..checks import check, check_choice, is_number
 from .activations import ACTIVATIONS
 from . import scan as scanlib
 from .base import RecurrentLayer, State, TapFn, no_tap
+from .init import MATRIX_INITS, init_matrix
 
 _TINY = 1e-7  # keeps log() of the uniform draws finite
 
@@ -54,7 +55,7 @@ class LRULayer(RecurrentLayer):
 
     def __init__(self, input_size: int, hidden_size: int, r_min: float = 0.9, r_max: float = 0.999,
                  max_phase: float = 2 * math.pi, activation: str = "gelu", scan: str = "auto",
-                 chunk: int | None = None):
+                 chunk: int | None = None, init: str = "default"):
         super().__init__(input_size, hidden_size)
         scanlib.check_scan(scan, chunk, scanlib.LINEAR)
         self.scan_choice, self.chunk = scan, chunk
@@ -68,6 +69,8 @@ class LRULayer(RecurrentLayer):
         H, N = hidden_size, hidden_size // 2
         self.f = ACTIVATIONS[activation]
         self.encoder = nn.Linear(input_size, H)  # v_t = f(W u_t + b)
+        check_choice("model.layer.init", init, MATRIX_INITS)
+        init_matrix(self.encoder.weight, init)  # W only: B, lambda, gamma are the paper's
         u1 = torch.rand(N).clamp_min(_TINY)
         u2 = torch.rand(N).clamp_min(_TINY)
         radius_sq = u1 * (r_max**2 - r_min**2) + r_min**2  # |lambda|^2 ~ U[r_min^2, r_max^2]

@@ -14,7 +14,8 @@ the recurrence itself neither shrinks nor grows the gradient.
 
 sigma is modReLU (Arjovsky, Shah & Bengio 2016, real case), the paper's choice,
   modrelu(z) = sign(z) * relu(|z| + b),  b learned per unit, init U[-0.01, 0.01],
-or tanh (then W_in has a bias). Input weights: He-normal (fan_in, ReLU gain).
+or tanh (then W_in has a bias). Input weights W_in: He-normal (fan_in, ReLU gain) by
+default, the paper's; ``input_init`` picks another scheme of ``seqlab.models.init``.
 
 Inits of A (2x2 blocks [[0, s], [-s, 0]] on the diagonal, as in the paper's code):
   henaff    s ~ U[-pi, pi]                  (Henaff, Szlam & LeCun 2016)
@@ -35,6 +36,7 @@ from torch.nn.utils import parametrizations, parametrize
 
 from ..checks import check_choice
 from .base import RecurrentLayer, State, TapFn, Taps, no_tap
+from .init import MATRIX_INITS, init_matrix
 
 ORTHO_ACTIVATIONS = ("modrelu", "tanh")
 ORTHO_INITS = ("henaff", "cayley", "identity")
@@ -70,12 +72,13 @@ def skew_init(hidden_size: int, scheme: str) -> torch.Tensor:
 
 class OrthogonalRNNLayer(RecurrentLayer):
     def __init__(self, input_size: int, hidden_size: int, activation: str = "modrelu",
-                 init: str = "henaff"):
+                 init: str = "henaff", input_init: str = "kaiming"):
         super().__init__(input_size, hidden_size)
         check_choice("model.layer.activation", activation, ORTHO_ACTIVATIONS)
         A = skew_init(hidden_size, init)  # checks ``init``
         self.input = nn.Linear(input_size, hidden_size, bias=activation == "tanh")
-        nn.init.kaiming_normal_(self.input.weight, mode="fan_in", nonlinearity="relu")
+        check_choice("model.layer.input_init", input_init, MATRIX_INITS)
+        init_matrix(self.input.weight, input_init)  # the paper's: kaiming (He normal, fan_in)
         self.recurrent = nn.Linear(hidden_size, hidden_size, bias=False)
         parametrizations.orthogonal(self.recurrent, "weight", orthogonal_map="matrix_exp",
                                     use_trivialization=False)

@@ -37,7 +37,7 @@ from torch import nn
 
 from ..checks import check, check_choice, check_int
 from .base import RecurrentLayer, Taps
-from .feedforward import make_norm
+from .feedforward import NORMS, make_norm
 from .init import MATRIX_INITS, init_matrix
 
 PATHS = ("fused", "step")
@@ -56,6 +56,7 @@ class SequenceModel(nn.Module):
         self.residual = residual
         sizes = [input_size] + [hidden_size] * num_layers
         self.layers = nn.ModuleList(layer(input_size=d, hidden_size=hidden_size) for d in sizes[:-1])
+        check_choice("model.between", between, NORMS)
         # between[l - 1] normalizes the input of layer l >= 1 (empty for "none")
         norms = [make_norm(between, hidden_size, "model.between") for _ in range(num_layers - 1)]
         self.between = nn.ModuleList(n for n in norms if n is not None)

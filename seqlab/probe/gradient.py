@@ -88,13 +88,18 @@ def group_layer(group: str, n_layers: int) -> int:
 
 @contextmanager
 def probe_mode(model: nn.Module) -> Iterator[nn.Module]:
-    """Train mode with dropout off; every module's own mode is restored afterwards.
+    """Train mode with dropout off; every module's own mode and every buffer restored afterwards.
 
     Train mode because that is the function being trained (and cuDNN's RNN
     backward needs it); dropout off because the probe measures the network, not
-    one draw of its masks (and must not consume the global RNG).
+    one draw of its masks (and must not consume the global RNG). Batch norm
+    therefore normalizes with the probe batch's own statistics, as in training;
+    the running statistics it updates in train mode (and every other buffer) are
+    put back on the way out, so the model's state after a probe is bit for bit
+    what it was before, and training is the same with the probe on or off.
     """
     modes = [(m, m.training) for m in model.modules()]
+    buffers = [(b, b.detach().clone()) for b in model.buffers()]
     model.train()
     for m in model.modules():
         if isinstance(m, nn.modules.dropout._DropoutNd):
@@ -106,6 +111,9 @@ def probe_mode(model: nn.Module) -> Iterator[nn.Module]:
     finally:
         for m, mode in modes:
             m.training = mode
+        with torch.no_grad():
+            for b, saved in buffers:
+                b.copy_(saved)
 
 
 def curve_keys(model: SequenceModel) -> list[str]:
