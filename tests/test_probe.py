@@ -98,15 +98,30 @@ def test_max_loss_steps_picks_evenly_spaced_answer_steps():
 
 def finite_difference_norms(model, task, batch, eps=1e-5):
     """||dL_tau^b / ds_t^b|| for every example b, loss step, state and t, by central differences
-    of each example's own loss with respect to a perturbation of s_t where it is formed (the tap)."""
+    of each example's own loss with respect to a perturbation of s_t where it is formed (the tap).
+
+    With batch statistics (batch norm) the examples are coupled and the probe's quantity is the
+    derivative of the batch's summed loss, d(sum_b' L_tau^b')/ds_t^b: then each example's tap
+    is perturbed alone and the summed loss differenced."""
     B, T = batch.inputs.shape[:2]
     steps = task.loss_steps.tolist()
+    coupled = getattr(model, "min_batch_size", 1) > 1
 
-    def losses(taps):  # (B, L_task): each example's own loss at every loss step
+    def own_losses(taps):  # (B, L_task): each example's own loss at every loss step
         out = model(batch.inputs, taps=taps)
         return torch.stack([task.loss_per_step(out[b:b + 1], type(batch)(batch.inputs[b:b + 1],
                                                                             batch.targets[b:b + 1]))
                             for b in range(B)])
+
+    def losses(taps):  # (B, L_task)
+        if not coupled:
+            return own_losses(taps)
+        rows = []
+        for b in range(B):  # keep only example b's perturbation; the whole batch's summed loss
+            alone = [{n: torch.zeros_like(v).index_copy(0, torch.tensor([b]), v[b:b + 1]) for n, v in d.items()}
+                     for d in taps]
+            rows.append(task.loss_per_step(model(batch.inputs, taps=alone), batch) * B)
+        return torch.stack(rows)
 
     zeros = [{n: torch.zeros(B, T, layer.state_size(n), dtype=torch.float64) for n in layer.state_names}
              for layer in model.layers]  # (B, T, S): S = H except for a wider state (the selective SSM's)
