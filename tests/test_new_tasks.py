@@ -301,3 +301,30 @@ def test_bad_combination_on_the_command_line(tmp_path):
     assert r.returncode == 2 and "Traceback" not in r.stderr
     assert r.stderr.strip().splitlines()[-1].startswith("seqlab: error: task.n_pairs=5: must be <= seq_len/4 = 4")
     assert not (tmp_path / "outputs").exists() or not list((tmp_path / "outputs").rglob("summary.json"))
+
+
+# --- the report: one cell across tasks on one page ---------------------------------------------
+
+def test_report_compares_a_cell_across_tasks(tmp_path):
+    from seqlab.report import load_runs, write_report
+
+    for task, model in [("parity", "rnn"), ("flip_flop", "rnn"), ("parity", "lstm"), ("flip_flop", "lstm")]:
+        with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+            cfg = compose(config_name="config", overrides=[
+                "logger=none", "progress=false", f"task={task}", f"model={model}", "seq_len=8", "steps=2",
+                "eval_every=2", "eval_size=8", "batch_size=4", "model.hidden_size=4", "probe.every=2",
+                "probe.batch_size=4", "probe.lyapunov_k=0", "probe.plots=false"])
+        run_dir = tmp_path / "sweep" / f"{task}-{model}"
+        train(cfg, RunInfo(run_dir=run_dir, name="r", choices={"task": task, "model": model}))
+        (run_dir / ".hydra").mkdir()
+        (run_dir / ".hydra" / "overrides.yaml").write_text(f"- task={task}\n- model={model}\n")
+    written = write_report(load_runs([tmp_path / "sweep"]), tmp_path / "out")
+    page = written["across_tasks_md"].read_text()
+    assert "| cell | flip_flop T=8 | parity T=8 |" in page
+    lines = {line.split(" |")[0]: line for line in page.splitlines() if line.startswith("| ")}
+    assert {"| lstm", "| rnn", "| memoryless baseline", "| answer lag: median [25%, 75%]"} <= set(lines)
+    assert "| answer lag: median [25%, 75%] | " in page and " 7 [7, 7] |" in lines["| answer lag: median [25%, 75%]"]
+    assert written["across_tasks_png"].exists() and "across_tasks.md" in written["markdown"].read_text()
+    one_task = write_report(load_runs([tmp_path / "sweep" / "parity-rnn", tmp_path / "sweep" / "parity-lstm"]),
+                            tmp_path / "one")
+    assert "across_tasks_md" not in one_task

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 from typing import Sequence
 
+from seqlab.report.across_tasks import task_label, write_across_tasks
 from seqlab.report.figures import _colors, plot_decay_curves, plot_learning_curves, plot_probe_vs_seq_len
 from seqlab.report.runs import DEFAULT_CURVE, FINISHED, Run, group_runs
 from seqlab.report.stats import _status_counts, curves_in, setting_row
@@ -26,6 +27,8 @@ def write_report(runs: Sequence[Run], out: str | Path, curve: str = DEFAULT_CURV
             "learning_curves": plot_learning_curves(settings, out / "learning_curves.png", title),
             "probe_vs_seq_len": plot_probe_vs_seq_len(rows, out / "probe_vs_seq_len.png", colors, title)}
     written.update({k: v for k, v in figs.items() if v is not None})
+    if len({task_label(s) for s in settings}) > 1:  # one cell across tasks, on its own page
+        written.update(write_across_tasks(settings, out, curve, title))
 
     label_of = {id(r): s.label for s in settings for r in s.runs}
     table = [table_cells(r) for r in rows]
@@ -40,6 +43,8 @@ def write_report(runs: Sequence[Run], out: str | Path, curve: str = DEFAULT_CURV
              "half-life = ln 2 / −ln γ (∞ when γ ≥ 1), horizon = largest lag with g(k)/g(0) ≥ the probe's floor, "
              "λ1 = top Lyapunov exponent of layer 0, per step."]
     notes += curve_notes(settings, rows, curve)
+    if "across_tasks_md" in written:
+        notes.append("One cell across the tasks, side by side: across_tasks.md (across_tasks.html).")
     md = [f"# {title or 'seqlab report'}", "", *notes, "", _markdown_table(table_header(), table), ""]
     for name in ("decay_curves", "learning_curves", "probe_vs_seq_len"):
         if name in written:
