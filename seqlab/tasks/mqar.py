@@ -54,7 +54,7 @@ from ..checks import check, check_int, is_number
 from .base import Batch, Task, median_lag
 
 
-def make_batch(batch_size: int, seq_len: int, generator: torch.Generator, n_pairs: int = 8,
+def make_batch(batch_size: int, seq_len: int, generator: torch.Generator, n_pairs: int = 4,
                vocab_size: int = 256, power_a: float = 0.01, random_non_queries: bool = True,
                device="cpu") -> Batch:
     """MQAR batch: inputs (B, T, V) one-hot, targets (B, (T-2n)//2) long at the possible query steps."""
@@ -100,7 +100,7 @@ def from_pairs(keys: torch.Tensor, values: torch.Tensor, gaps: torch.Tensor, seq
 @dataclass(frozen=True)
 class MQAR(Task):
     seq_len: int  # T: Zoology's input_seq_len (even, >= 4 n)
-    n_pairs: int = 8  # n key-value pairs, each queried once
+    n_pairs: int = 4  # n key-value pairs, each queried once (Zoology's multiquery_ar default)
     vocab_size: int = 256  # V: keys 1..V/2-1, values V/2..V-1 (Zoology: 8192)
     power_a: float = 0.01  # query gaps ~ (g+1)^(a-1); 1.0 = uniform
     random_non_queries: bool = True  # other steps hold random tokens (Zoology's default), else 0
