@@ -7,6 +7,9 @@ values before any work starts, each with a one-line ``ConfigError``.
 from __future__ import annotations
 
 import dataclasses
+import importlib
+import inspect
+import math
 import re
 from pathlib import Path
 from dataclasses import dataclass
@@ -17,59 +20,201 @@ from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
+from . import memory
+from . import _paths
+from ._paths import CONF_DIR  # noqa: F401  (re-exported)
 from .checkpoint import CHECKPOINT_NAME
-from .checks import ConfigError, check, check_choice, check_int, check_positive, is_int, is_number
+from .checks import FINITE, SEED_MAX, ConfigError, Flag, Int, ListOf, Num, OneOf, Real, Rule, Text, check, is_int, is_number
 from .models import SequenceModel
 from .tasks import Task
 
 
 @dataclass
 class RunSchema:
-    """Types and ranges of the top-level knobs (comments in conf/config.yaml)."""
+    """The top-level knobs and their types (each commented in conf/config.yaml; what each accepts: KNOBS)."""
 
-    seq_len: int = 200          # >= 2
-    seed: int = 0               # >= 0
-    steps: int = 10000          # >= 0
-    batch_size: int = 64        # >= 1
-    grad_clip: float | None = None  # > 0 or null
-    grad_clip_value: float | None = None  # > 0 or null
-    eval_every: int = 250       # >= 1
-    eval_size: int = 1000       # >= 1
-    eval_seed: int = 1234       # >= 0
-    log_every: int = 50         # >= 1
-    device: str = "auto"        # auto | cpu | cuda | cuda:N
-    threads: int | None = None  # >= 1 or null
+    seq_len: int = 200
+    seed: int = 0
+    steps: int = 10000
+    batch_size: int = 64
+    grad_clip: float | None = None
+    grad_clip_value: float | None = None
+    eval_every: int = 250
+    eval_size: int = 1000
+    eval_seed: int = 1234
+    log_every: int = 50
+    device: str = "auto"
+    threads: int | None = None
     progress: bool = True
     flush_denormal: bool = True
-    on_nonfinite: str = "stop"  # stop | skip
-    checkpoint_every: int = 1000  # >= 1
-    resume: str | None = None   # a run directory with a checkpoint
+    on_nonfinite: str = "stop"
+    checkpoint_every: int = 1000
+    resume: str | None = None
 
 
-_MINIMA = {"seq_len": 2, "seed": 0, "steps": 0, "batch_size": 1, "eval_every": 1,
-           "eval_size": 1, "eval_seed": 0, "log_every": 1, "threads": 1, "checkpoint_every": 1}
 NONFINITE_POLICIES = ("stop", "skip")
+MAX_LAYERS = 10_000     # stacked layers; the model is built layer by layer, and deeper is no longer a test of depth
+MAX_THREADS = 1024      # torch segfaults creating ~10^5 OpenMP threads; no machine the lab meets has more cores
+GAIN = Real(-100, 100, note="|gain|^t overflows float32 (10^38) within 20 steps beyond 100")
+GATE_BIAS = Real(-100, 100, null=True, note="sigmoid is 0 or 1 in float32 beyond +-17 already")
+
+# The one table of what every knob accepts, by its dotted path in the composed config.
+# Every numeric knob of every option of every config group must be declared here: a new knob
+# gets its check by adding its line (tests/test_config.py walks every option and names any knob
+# that is missing). Cross-knob rules (r_min < r_max, chrono needs forget_bias null) stay with
+# the code that owns them; sizes are also bounded together by seqlab.memory (what fits here).
+KNOBS: dict[str, Rule] = {
+    # top level (RunSchema; comments in conf/config.yaml)
+    "seq_len": Int(2), "seed": Int(0, SEED_MAX), "steps": Int(0, 10**12), "batch_size": Int(1),
+    "grad_clip": Real(0, open="lo", null=True), "grad_clip_value": Real(0, open="lo", null=True),
+    "eval_every": Int(1), "eval_size": Int(1), "eval_seed": Int(0, SEED_MAX), "log_every": Int(1),
+    "device": Text(), "threads": Int(1, MAX_THREADS, null=True), "progress": Flag(), "flush_denormal": Flag(),
+    "on_nonfinite": OneOf(*NONFINITE_POLICIES), "checkpoint_every": Int(1), "resume": Text(null=True),
+    "checkpoint": Text(null=True),  # python -m seqlab.probe (conf/probe_only.yaml)
+    # task (conf/task/)
+    "task.seq_len": Int(2), "task.n_symbols": Int(2), "task.distractors": Text(),
+    # model (conf/model/): the sequence model, then each cell's own knobs
+    "model.hidden_size": Int(1), "model.num_layers": Int(1, MAX_LAYERS), "model.residual": Flag(),
+    "model.layer.activation": Text(), "model.layer.init": Text(), "model.layer.layer_norm": Flag(),
+    "model.layer.recurrent_gain": GAIN, "model.layer.forget_bias": GATE_BIAS, "model.layer.update_bias": GATE_BIAS,
+    "model.layer.chrono": Flag(), "model.layer.chrono_tmax": Real(2, 10**12, open="lo", null=True),
+    "model.layer.max_gain": Real(0, 10**6, open="lo"), "model.layer.tmax": Real(1, 10**12, null=True),
+    "model.layer.constrain": Flag(), "model.layer.u_min": Real(-10**6, 10**6),
+    "model.layer.r_min": Real(0, 1, open="hi"), "model.layer.r_max": Real(0, 1, open="both"),
+    "model.layer.max_phase": Real(0, 2 * math.pi, open="lo", note="phases wrap at 2 pi"),
+    # optim (conf/optim/; torch.optim's own options may be added with +optim.KEY=...)
+    "optim.lr": Real(0, open="lo"), "optim.weight_decay": Real(0), "optim.momentum": Real(0, 1, open="hi"),
+    "optim.alpha": Real(0, 1, open="hi"), "optim.eps": Real(0, 1, open="lo"), "optim.dampening": Real(0, 1),
+    "optim.betas": ListOf(Real(0, 1, open="hi"), length=2), "optim.nesterov": Flag(), "optim.centered": Flag(),
+    "optim.amsgrad": Flag(), "optim.maximize": Flag(),
+    # probe (conf/probe/)
+    "probe.every": Int(1), "probe.batch_size": Int(1), "probe.seed": Int(0, SEED_MAX),
+    "probe.max_loss_steps": Int(1), "probe.horizon_floor": Real(0, 1, open="both"),
+    "probe.lags": ListOf(Int(0)), "probe.lyapunov_k": Int(0, 10**6), "probe.lyapunov_warmup": Int(0),
+    "probe.lyapunov_sequences": Int(1), "probe.plots": Flag(),
+    # logger (conf/logger/)
+    "logger.project": Text(), "logger.entity": Text(null=True), "logger.group": Text(null=True),
+    "logger.mode": OneOf("offline", "online", "disabled", null=True), "logger.tags": ListOf(Text()),
+    "logger.init_timeout": Real(0, 3600, open="lo"),
+    # hydra's launchers and sweepers (conf/hydra/launcher/, conf/hparams_search/): checked for a multirun
+    "hydra.launcher.n_jobs": Int(1, MAX_THREADS, also=(-1,), note="-1 = one per CPU core"),
+    "hydra.launcher.verbose": Int(0), "hydra.launcher.timeout_min": Int(1),
+    "hydra.launcher.cpus_per_task": Int(1, MAX_THREADS, null=True), "hydra.launcher.gpus_per_node": Int(0, null=True),
+    "hydra.launcher.tasks_per_node": Int(1), "hydra.launcher.nodes": Int(1), "hydra.launcher.mem_gb": Int(1, null=True),
+    "hydra.launcher.array_parallelism": Int(1), "hydra.launcher.signal_delay_s": Int(0),
+    "hydra.launcher.max_num_timeout": Int(0),
+    "hydra.sweeper.n_trials": Int(1), "hydra.sweeper.n_jobs": Int(1, MAX_THREADS),
+    "hydra.sweeper.max_failure_rate": Real(0, 1), "hydra.sweeper.direction": OneOf("minimize", "maximize"),
+    "hydra.sweeper.storage": Text(null=True), "hydra.sweeper.study_name": Text(null=True),
+    "hydra.sweeper.sampler.seed": Int(0, SEED_MAX, null=True), "hydra.sweeper.sampler.n_startup_trials": Int(0),
+}
+# Where the table applies inside hydra's own config (the rest of it is Hydra's business).
+HYDRA_NODES = ("hydra.launcher", "hydra.sweeper")
 
 
 def validate_top_level(cfg: DictConfig) -> None:
-    """Check every ``RunSchema`` field of ``cfg`` for type and range."""
-    for f in dataclasses.fields(RunSchema):
-        value = cfg.get(f.name, f.default)
-        if f.name in _MINIMA:
-            if value is None and "None" in str(f.type):
-                continue
-            check_int(f.name, value, _MINIMA[f.name])
-    for key in ("grad_clip", "grad_clip_value"):
-        if cfg.get(key) is not None:
-            check_positive(key, cfg[key])
-    for key in ("progress", "flush_denormal"):
-        check(isinstance(cfg.get(key, True), bool), key, cfg.get(key), "must be true or false")
+    """The rules a table cannot state: the device exists, a resumed directory has a checkpoint."""
     resolve_device(cfg.get("device", "auto"))
-    check_choice("on_nonfinite", cfg.get("on_nonfinite", "stop"), NONFINITE_POLICIES)
     resume = cfg.get("resume")
     if resume is not None:
         check(isinstance(resume, str) and (Path(resume) / CHECKPOINT_NAME).is_file(), "resume", resume,
               f"must be a run directory that holds a {CHECKPOINT_NAME}")
+
+
+def _target_params(target: str, where: str) -> dict[str, inspect.Parameter] | None:
+    """The keyword parameters ``target`` takes (None: it takes any, **kwargs)."""
+    try:
+        module, _, name = target.rpartition(".")
+        obj = getattr(importlib.import_module(module), name)
+        params = inspect.signature(obj).parameters
+    except (ImportError, AttributeError, ValueError, TypeError):
+        raise ConfigError(f"{where}._target_={target!r}: cannot be imported") from None
+    if any(p.kind == p.VAR_KEYWORD for p in params.values()):
+        return None
+    return {k: p for k, p in params.items() if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD) and k != "self"}
+
+
+def _annotation_rule(param: inspect.Parameter | None) -> Rule | None:
+    """A rule read off a type hint, for knobs the table does not name: bool -> true/false, numbers -> finite."""
+    if param is None or param.annotation is inspect.Parameter.empty:
+        return None
+    ann = param.annotation if isinstance(param.annotation, str) else str(param.annotation)
+    ann = ann.replace("typing.", "").replace("<class '", "").replace("'>", "")
+    null = "None" in ann or "Optional" in ann
+    kinds = set(re.findall(r"\w+", ann)) - {"None", "Optional", "Union"}
+    if kinds == {"bool"}:
+        return Flag(null=null)
+    if kinds and kinds <= {"int", "float", "Tensor"}:
+        return Num(null=null)
+    return None
+
+
+def knob_leaves(tree: dict, prefix: str = ""):
+    """Every knob of a plain config tree: (dotted path, value, its parameter in the target that takes it
+    or None, that target's parameters or None). Raises ConfigError for an option its target does not take."""
+    target = tree.get("_target_")
+    params = _target_params(target, prefix.rstrip(".")) if isinstance(target, str) else None
+    for key, value in tree.items():
+        if str(key).startswith("_"):
+            continue
+        path = f"{prefix}{key}"
+        if target is not None and params is not None and key not in params:
+            given = ("input_size", "output_size") + (("hidden_size",) if prefix.endswith("layer.") else ())
+            options = ", ".join(k for k in params if k not in given)
+            raise ConfigError(f"{path}={value!r}: not an option of {target}; its options are: {options}")
+        if isinstance(value, dict) and path not in KNOBS:
+            yield from knob_leaves(value, path + ".")
+        else:
+            yield path, value, (params or {}).get(key)
+
+
+def rule_for(path: str, value, param: inspect.Parameter | None = None) -> Rule | None:
+    """The table's rule; else one read off the parameter's type hint; else finite if the value is a number."""
+    rule = KNOBS.get(path) or _annotation_rule(param)
+    if rule is None and (is_number(value) or (isinstance(value, list) and value and all(map(is_number, value)))):
+        rule = FINITE if is_number(value) else ListOf(FINITE)
+    return rule
+
+
+def check_knobs(tree: dict, prefix: str = "", declared_only: bool = False) -> None:
+    """Check every knob of a plain (resolved) config tree against its rule (``declared_only``: the
+    table's rules only, for Hydra's own nodes, whose other knobs are the plugins' business)."""
+    leaves = sorted(knob_leaves(tree, prefix), key=lambda leaf: leaf[0].count("."))  # seq_len before task.seq_len
+    for path, value, param in leaves:
+        rule = KNOBS.get(path) if declared_only else rule_for(path, value, param)
+        if rule is not None:
+            rule.check(path, value)
+
+
+def config_groups() -> list[str]:
+    """The config groups under conf/ that hold a node of the run's config (not hydra's, not presets)."""
+    return sorted(p.name for p in _paths.CONF_DIR.iterdir() if p.is_dir() and not p.name.startswith(("_", "hydra")))
+
+
+# Groups a run cannot do without (each an entry of config.yaml's defaults list with a default).
+REQUIRED_GROUPS = ("task", "model", "optim", "probe", "logger")
+
+
+def check_structure(cfg: DictConfig) -> None:
+    """No top-level knob missing (``~seq_len``, ``~task``) and none that seqlab does not know (``+stpes=100``)."""
+    import difflib
+
+    known = {f.name for f in dataclasses.fields(RunSchema)} | {"checkpoint", "hydra"} | set(config_groups())
+    for key in cfg.keys():
+        if key not in known:
+            close = difflib.get_close_matches(str(key), sorted(known - {"hydra"}), n=1)
+            hint = f"did you mean {close[0]}?" if close else "see python -m seqlab --help"
+            value = OmegaConf.to_container(cfg, resolve=False)[key]
+            raise ConfigError(f"{key}={value!r}: not a seqlab setting ({hint})")
+    for f in dataclasses.fields(RunSchema):
+        if f.name not in cfg:
+            default = "null" if f.default is None else str(f.default).lower() if isinstance(f.default, bool) else f.default
+            raise ConfigError(f"~{f.name}: {f.name} cannot be removed (set it instead; its default is {default})")
+    for group in REQUIRED_GROUPS:
+        if group not in cfg:
+            options = sorted(p.stem for p in (_paths.CONF_DIR / group).glob("*.yaml"))
+            alt = f"use {group}=none" if "none" in options else f"choose one of {', '.join(options)}"
+            raise ConfigError(f"~{group}: {group} cannot be removed ({alt})")
 
 
 def resolve_device(name: Any) -> torch.device:
@@ -91,7 +236,7 @@ def resolve_device(name: Any) -> torch.device:
 
 
 def _instantiate(node: DictConfig, key: str, **kwargs):
-    """Hydra instantiate, with our own one-line errors passed through unwrapped."""
+    """Hydra instantiate; whatever the target rejects becomes one line naming the group (never a traceback)."""
     try:
         return instantiate(node, **kwargs)
     except InstantiationException as e:
@@ -101,7 +246,8 @@ def _instantiate(node: DictConfig, key: str, **kwargs):
         bad = re.search(r"unexpected keyword argument '(\w+)'", str(cause))
         if isinstance(cause, TypeError) and bad:
             raise ConfigError(f"{key}.{bad[1]}: not an option of {node._target_}") from None
-        raise
+        why = str(cause or e).strip().splitlines()[0] if str(cause or e).strip() else type(cause or e).__name__
+        raise ConfigError(f"{key}={node.get('_target_')}: rejected these settings: {why}") from None
 
 
 def build_task(cfg: DictConfig) -> Task:
@@ -113,14 +259,7 @@ def build_model(cfg: DictConfig, task: Task) -> SequenceModel:
 
 
 def build_optimizer(cfg: DictConfig, model: torch.nn.Module) -> torch.optim.Optimizer:
-    """Optimizer over ``model``'s parameters; lr > 0 and other numeric ranges checked first."""
-    check_positive("optim.lr", cfg.optim.get("lr"))
-    for key in ("weight_decay", "momentum"):
-        if key in cfg.optim:
-            value = cfg.optim[key]
-            check(is_number(value) and value >= 0, f"optim.{key}", value, "must be a number >= 0")
-    if "momentum" in cfg.optim:
-        check(cfg.optim.momentum < 1, "optim.momentum", cfg.optim.momentum, "must be in [0, 1)")
+    """Optimizer over ``model``'s parameters (its knobs' ranges are checked by ``validate``, from KNOBS)."""
     optimizer = _instantiate(cfg.optim, "optim")(model.parameters())
     if hasattr(model, "project_"):  # hard constraints (IndRNN's |u| bound) are re-imposed after every update
         optimizer.register_step_post_hook(lambda *_: model.project_())
@@ -146,21 +285,58 @@ def setup(cfg: DictConfig) -> tuple[torch.device, Task, SequenceModel]:
     return device, task, build_model(cfg, task).to(device)
 
 
-def validate(cfg: DictConfig) -> None:
-    """Everything that can be checked before a run starts (builds the parts, cheaply)."""
+def _model_sizes(cfg: DictConfig, task: Task) -> tuple[torch.nn.Module, int, int, int]:
+    """The model built on the meta device (no memory, any size) with at most two layers, and the
+    full model's parameter count, state units and layer-output units per step (layers >= 2 repeat)."""
+    layers = cfg.model.get("num_layers")
+
+    def build(n: int | None):
+        kw = {} if n is None else {"num_layers": n}
+        model = _instantiate(cfg.model, "model", **kw)(input_size=task.input_size, output_size=task.output_size)
+        params = sum(p.numel() for p in model.parameters())
+        try:
+            taps = model.make_taps(1, 1, device="meta")  # per layer {state name: (1, 1, H)}
+            states = sum(t.numel() for layer in taps for t in layer.values())
+            outputs = sum(next(iter(layer.values())).numel() for layer in taps)
+        except (AttributeError, TypeError, NotImplementedError):
+            states = outputs = cfg.model.get("hidden_size", 0) * (n or 1)
+        return model, params, states, outputs
+
+    with torch.device("meta"):
+        if not (is_int(layers) and layers > 2):
+            return build(None)
+        one, two = build(1), build(2)
+    extra = layers - 1  # every layer after the first has the same size as the second
+    return (two[0], *(a + extra * (b - a) for a, b in zip(one[1:], two[1:])))
+
+
+def validate(cfg: DictConfig, memory_bytes: int | None = None, memory_where: str = "this machine") -> None:
+    """Everything that can be checked before a run starts, without allocating it: the structure, every
+    knob against KNOBS, the parts built on the meta device, and the memory the run needs against
+    ``memory_bytes`` (default: this machine's, or the GPU's)."""
+    check_structure(cfg)
     try:
-        OmegaConf.to_container(cfg, resolve=True)
+        tree = OmegaConf.to_container(cfg, resolve=True)
     except Exception as e:  # a broken interpolation
         raise ConfigError(f"{type(e).__name__}: {str(e).splitlines()[0]}") from None
+    tree.pop("hydra", None)
+    check_knobs(tree)
     validate_top_level(cfg)
     task = build_task(cfg)
-    model = build_model(cfg, task)
-    build_optimizer(cfg, model)
-    probe = build_probe(cfg)
+    model, n_params, states, outputs = _model_sizes(cfg, task)
+    with torch.device("meta"):
+        build_optimizer(cfg, model)
+    settings = build_probe(cfg)
     need = getattr(model, "min_batch_size", 1)  # batch norm needs >= 2 examples in train mode
-    for key, size in (("batch_size", cfg.batch_size), ("probe.batch_size", probe and probe.batch_size)):
+    for key, size in (("batch_size", cfg.batch_size), ("probe.batch_size", settings and settings.batch_size)):
         check(not size or size >= need, key, size, f"must be >= {need}: this model uses batch statistics")
+    device = resolve_device(cfg.device)
+    terms = memory.estimate(cfg, task, n_params, states, outputs, probe=settings is not None)
+    if memory_bytes is None:
+        memory_bytes = memory.machine_memory(device)
+        memory_where = f"this machine's {device.type.upper() if device.type == 'cuda' else 'RAM'}"
+    memory.check_fits(terms, memory_bytes, memory_where)
 
 
-__all__ = ["ConfigError", "RunSchema", "build_model", "build_optimizer", "build_probe", "build_task",
-           "is_int", "resolve_device", "setup", "validate"]
+__all__ = ["CONF_DIR", "KNOBS", "ConfigError", "RunSchema", "build_model", "build_optimizer", "build_probe",
+           "build_task", "check_knobs", "is_int", "knob_leaves", "resolve_device", "rule_for", "setup", "validate"]

@@ -153,7 +153,7 @@ def test_slurm_launcher_config_renders_an_sbatch_script(tmp_path, monkeypatch):
     ["-m", "hydra/launcher=submitit_local", "hydra.launcher.timeout_min=5"],
     ["-m", "hydra/launcher=slurm", "hydra.launcher.partition=gpu", "model=glob(*)"],
     ["-m", "seed=range(0,3)", "model=glob(*,exclude=[exprnn,lru])"],
-    ["-m", "optim.lr=interval(1e-4, 1e-2)", "optim=choice(adam,rmsprop)"],
+    ["-m", "hydra/sweeper=optuna", "optim.lr=interval(1e-4, 1e-2)", "optim=choice(adam,rmsprop)"],
     ["-m", "hydra/sweeper=optuna", "hydra.sweeper.n_trials=3"],
     ["-m", "+hparams_search=lr", "model=lstm", "seq_len=100"],
     ["-m", "+hparams_search=lr", "optim.lr=tag(log, interval(1e-5, 1e-2))"],
@@ -169,7 +169,7 @@ def test_preflight_accepts_launcher_and_sweeper_overrides(argv):
 
 @pytest.mark.parametrize("argv, message", [
     (["-m", "hydra/launcher=nope"], "Could not find 'hydra/launcher/nope'"),
-    (["-m", "optim.lr=interval(-1, 1e-2)"], "optim.lr=-1.0: must be a number > 0"),
+    (["-m", "hydra/sweeper=optuna", "optim.lr=interval(-1, 1e-2)"], "optim.lr=-1.0: must be a finite number > 0"),
     (["-m", "model=glob(*)", "seq_len=1"], "seq_len=1"),
     (["-m", "+hparams_search=nope"], "hparams_search=nope: unknown hparams_search; allowed: lr"),
     (["-m", "+experiment=nope"], "experiment=nope: unknown experiment"),
@@ -188,14 +188,14 @@ def test_preflight_checks_the_sweep_an_experiment_declares(tmp_path, monkeypatch
     """hydra.sweeper.params in a config (presets) are swept too, so they are checked too."""
     import shutil
 
-    import seqlab.__main__ as entry
+    import seqlab.preflight as entry
     from seqlab.__main__ import CONF_DIR
 
     conf = tmp_path / "conf"
     shutil.copytree(CONF_DIR, conf)
     (conf / "experiment" / "bad.yaml").write_text(
         "# @package _global_\nhydra:\n  sweeper:\n    params:\n      seq_len: 50,1\n")
-    monkeypatch.setattr(entry, "CONF_DIR", conf)
+    monkeypatch.setattr(entry._paths, "CONF_DIR", conf)
     with pytest.raises(SystemExit):
         entry.preflight(["-m", "+experiment=bad"])
     assert "seq_len=1: must be an integer >= 2" in capsys.readouterr().err

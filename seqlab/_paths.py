@@ -1,0 +1,13 @@
+"""Where the configs are (no heavy imports: the shell completion and --help read this).
+
+The wheel ships conf/ as seqlab/conf; a source checkout (editable install) has it beside the package.
+"""
+from pathlib import Path
+
+from omegaconf import OmegaConf
+
+_HERE = Path(__file__).resolve().parent
+CONF_DIR = _HERE / "conf" if (_HERE / "conf" / "config.yaml").exists() else _HERE.parent / "conf"
+
+# `${seqlab.or:a,b}`: a unless it is null (e.g. hydra.run.dir = the `resume` directory, else a new one).
+OmegaConf.register_new_resolver("seqlab.or", lambda a, b: b if a is None else a, replace=True)
