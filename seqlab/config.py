@@ -65,14 +65,18 @@ GATE_BIAS = Real(-100, 100, null=True, note="sigmoid is 0 or 1 in float32 beyond
 # the code that owns them; sizes are also bounded together by seqlab.memory (what fits here).
 KNOBS: dict[str, Rule] = {
     # top level (RunSchema; comments in conf/config.yaml)
-    "seq_len": Int(2), "seed": Int(0, SEED_MAX), "steps": Int(0, 10**12), "batch_size": Int(1),
+    "seq_len": Int(1), "seed": Int(0, SEED_MAX), "steps": Int(0, 10**12), "batch_size": Int(1),
     "grad_clip": Real(0, open="lo", null=True), "grad_clip_value": Real(0, open="lo", null=True),
     "eval_every": Int(1), "eval_size": Int(1), "eval_seed": Int(0, SEED_MAX), "log_every": Int(1),
     "device": Text(), "threads": Int(1, MAX_THREADS, null=True), "progress": Flag(), "flush_denormal": Flag(),
     "on_nonfinite": OneOf(*NONFINITE_POLICIES), "checkpoint_every": Int(1), "resume": Text(null=True),
     "checkpoint": Text(null=True),  # python -m seqlab.probe (conf/probe_only.yaml)
     # task (conf/task/)
-    "task.seq_len": Int(2), "task.n_symbols": Int(2), "task.distractors": Text(),
+    # (each task's own lower bound on seq_len, e.g. >= 2 or even, is checked by the task)
+    "task.seq_len": Int(1), "task.n_symbols": Int(2), "task.distractors": Text(), "task.delay": Int(1, null=True),
+    "task.p_ignore": Real(0, 1, open="hi"), "task.n_pairs": Int(1), "task.vocab_size": Int(4),
+    "task.power_a": Real(0, 1, open="lo"), "task.random_non_queries": Flag(), "task.every_step": Flag(),
+    "task.n_memorize": Int(1), "task.n_tokens": Int(4), "task.variant": Text(), "task.variable_length": Flag(),
     # model (conf/model/): the sequence model, then each cell's own knobs
     "model.hidden_size": Int(1), "model.num_layers": Int(1, MAX_LAYERS), "model.residual": Flag(),
     "model.layer.activation": Text(), "model.layer.init": Text(), "model.layer.layer_norm": Flag(),
@@ -82,6 +86,10 @@ KNOBS: dict[str, Rule] = {
     "model.layer.constrain": Flag(), "model.layer.u_min": Real(-10**6, 10**6),
     "model.layer.r_min": Real(0, 1, open="hi"), "model.layer.r_max": Real(0, 1, open="both"),
     "model.layer.max_phase": Real(0, 2 * math.pi, open="lo", note="phases wrap at 2 pi"),
+    "model.layer.scan": Text(), "model.layer.chunk": Int(1, null=True), "model.layer.candidate": Text(),
+    "model.layer.dt": Real(0, open="lo"), "model.layer.gamma": Real(0, open="lo"), "model.layer.epsilon": Real(0, open="lo"),
+    "model.layer.state_size": Int(1), "model.layer.dt_rank": Int(1, null=True),
+    "model.layer.dt_min": Real(0, open="lo"), "model.layer.dt_max": Real(0, open="lo"),
     # optim (conf/optim/; torch.optim's own options may be added with +optim.KEY=...)
     "optim.lr": Real(0, open="lo"), "optim.weight_decay": Real(0), "optim.momentum": Real(0, 1, open="hi"),
     "optim.alpha": Real(0, 1, open="hi"), "optim.eps": Real(0, 1, open="lo"), "optim.dampening": Real(0, 1),
@@ -102,7 +110,8 @@ KNOBS: dict[str, Rule] = {
     "hydra.launcher.cpus_per_task": Int(1, MAX_THREADS, null=True), "hydra.launcher.gpus_per_node": Int(0, null=True),
     "hydra.launcher.tasks_per_node": Int(1), "hydra.launcher.nodes": Int(1), "hydra.launcher.mem_gb": Int(1, null=True),
     "hydra.launcher.array_parallelism": Int(1), "hydra.launcher.signal_delay_s": Int(0),
-    "hydra.launcher.max_num_timeout": Int(0),
+    "hydra.launcher.max_num_timeout": Int(0), "hydra.launcher.partition": Text(null=True),
+    "hydra.launcher.account": Text(null=True), "hydra.launcher.qos": Text(null=True),
     "hydra.sweeper.n_trials": Int(1), "hydra.sweeper.n_jobs": Int(1, MAX_THREADS),
     "hydra.sweeper.max_failure_rate": Real(0, 1), "hydra.sweeper.direction": OneOf("minimize", "maximize"),
     "hydra.sweeper.storage": Text(null=True), "hydra.sweeper.study_name": Text(null=True),

@@ -238,8 +238,8 @@ def _check_intervals(parsed, sweeper: str) -> None:
             continue
         v = o.value()
         if sweeper == BASIC_SWEEPER:
-            fail(f"{o.input_line}: an interval is a search space for hydra/sweeper=optuna (or +hparams_search=lr); "
-                 f"the basic sweeper runs a list, e.g. {o.get_key_element()}=0.001,0.01 or range(...)")
+            fail(f"{o.input_line}: the basic sweeper cannot search an interval; use hydra/sweeper=optuna "
+                 f"(or +hparams_search=lr), or a list such as {o.get_key_element()}=0.001,0.01")
         if not v.start < v.end:
             fail(f"{o.input_line}: an interval needs start < end, e.g. interval({v.end}, {v.start})")
         if "log" in (v.tags or set()) and v.start <= 0:

@@ -86,6 +86,12 @@ def test_logger_none_writes_no_wandb_but_keeps_results(tmp_path):
     (["optim.lr=-0.1"], "optim.lr=-0.1"),
     (["task.delay=5"], "task.delay"),
     (["task=adding", "+task.n_symbols=4"], "n_symbols"),
+    (["+stpes=100"], "stpes=100: not a seqlab setting (did you mean steps?)"),
+    (["seq_len=100000000"], "seq_len=100000000: this run needs at least"),
+    (["threads=100000"], "threads=100000"),
+    (["~task"], "~task"),
+    (["-m", "hydra/launcher=parallel", "hydra.launcher.n_jobs=0"], "hydra.launcher.n_jobs=0"),
+    (["-m", "seq_len=10,1", "seed=range(0,256)"], "seq_len=1"),
 ])
 def test_bad_input_is_one_line_exit_2_and_leaves_nothing(tmp_path, args, key):
     r = seqlab(tmp_path, *args, "logger=none")
