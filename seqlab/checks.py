@@ -172,4 +172,4 @@ class ListOf(Rule):
         return f"a list [x,y,...] of {n}elements, each {self.item.describe(worst)}"
 
 
-FINITE = Real()  # the rule of a numeric knob nobody declared (tests/test_config.py flags it)
+FINITE = Real()  # the rule of a numeric knob nobody declared (tests/test_bad_input.py flags it)

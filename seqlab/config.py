@@ -60,7 +60,7 @@ GATE_BIAS = Real(-100, 100, null=True, note="sigmoid is 0 or 1 in float32 beyond
 
 # The one table of what every knob accepts, by its dotted path in the composed config.
 # Every numeric knob of every option of every config group must be declared here: a new knob
-# gets its check by adding its line (tests/test_config.py walks every option and names any knob
+# gets its check by adding its line (tests/test_bad_input.py walks every option and names any knob
 # that is missing). Cross-knob rules (r_min < r_max, chrono needs forget_bias null) stay with
 # the code that owns them; sizes are also bounded together by seqlab.memory (what fits here).
 KNOBS: dict[str, Rule] = {
@@ -77,8 +77,12 @@ KNOBS: dict[str, Rule] = {
     "task.p_ignore": Real(0, 1, open="hi"), "task.n_pairs": Int(1), "task.vocab_size": Int(4),
     "task.power_a": Real(0, 1, open="lo"), "task.random_non_queries": Flag(), "task.every_step": Flag(),
     "task.n_memorize": Int(1), "task.n_tokens": Int(4), "task.variant": Text(), "task.variable_length": Flag(),
+    "task.layout": Text(), "task.permute": Flag(), "task.permute_seed": Int(0, SEED_MAX),
+    "task.split_seed": Int(0, SEED_MAX), "task.eval_fraction": Real(0, 1, open="both"), "task.n_examples": Int(1),
+    "task.input_dim": Int(1), "task.n_classes": Int(2), "task.data_seed": Int(0, SEED_MAX),
     # model (conf/model/): the sequence model, then each cell's own knobs
     "model.hidden_size": Int(1), "model.num_layers": Int(1, MAX_LAYERS), "model.residual": Flag(),
+    "model.between": Text(), "model.readout_init": Text(), "model.layer.norm": Text(), "model.layer.gain": GAIN,
     "model.layer.activation": Text(), "model.layer.init": Text(), "model.layer.layer_norm": Flag(),
     "model.layer.recurrent_gain": GAIN, "model.layer.forget_bias": GATE_BIAS, "model.layer.update_bias": GATE_BIAS,
     "model.layer.chrono": Flag(), "model.layer.chrono_tmax": Real(2, 10**12, open="lo", null=True),

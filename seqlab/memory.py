@@ -19,7 +19,7 @@ Y the output units of all layers (H per layer).
                                                              the read-out (B, T, O))
     a probe                              4 Bp T (2 S + O)     (a zero tap per state and its gradient)
 
-Each term is what the code provably holds at once (tests/test_config.py checks the training
+Each term is what the code provably holds at once (tests/test_bad_input.py checks the training
 term against the bytes autograd really saves); the cells' own saved gates and the allocator's
 slack come on top. P is counted on the ``meta`` device (no memory) from at most two layers and
 extended to ``num_layers`` (every layer after the first is the same), so the check costs the
@@ -31,6 +31,8 @@ import os
 from dataclasses import dataclass
 
 import torch
+
+from .tasks import Task
 
 BYTES = 4  # float32
 # The sizes a default run has: the knob named in a refusal is the one furthest above its own.
@@ -82,6 +84,8 @@ def estimate(cfg, task, n_params: int, state_units: int, output_units: int, prob
     """The lower-bound terms (see the module docstring); their sum is what ``check_fits`` compares."""
     T, D, O = task.total_len, task.input_size, task.output_size
     B, E = cfg.batch_size, cfg.eval_size
+    if type(task).eval_batch is not Task.eval_batch:  # the task holds its own fixed held-out set
+        E = getattr(task, "n_examples", 0)  # (random labels: all N examples; digits: a small fixed set, not counted)
     Bp = cfg.probe.batch_size if probe else 0
     slots = optimizer_slots(cfg)
     size_knobs = {k: cfg.model[k.split(".")[1]] for k in ("model.hidden_size", "model.num_layers")
@@ -90,8 +94,8 @@ def estimate(cfg, task, n_params: int, state_units: int, output_units: int, prob
     kept = [
         Term("parameters", BYTES * n_params * (2 + slots), f"{n_params:.3g} parameters x {2 + slots} x 4 B",
              {**size_knobs, **task_knob}),
-        Term("held-out set", BYTES * E * T * D, f"eval_size {E} x T {T} x D {D} x 4 B",
-             {"eval_size": E, "seq_len": cfg.seq_len, **task_knob}),
+        Term("held-out set", BYTES * E * T * D, f"{E} sequences x T {T} x D {D} x 4 B",
+             {"eval_size" if E == cfg.eval_size else "task.n_examples": E, "seq_len": cfg.seq_len, **task_knob}),
         Term("probe batch", BYTES * Bp * T * D, f"probe.batch_size {Bp} x T {T} x D {D} x 4 B",
              {"probe.batch_size": Bp, "seq_len": cfg.seq_len, **task_knob}),
     ]
