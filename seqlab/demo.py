@@ -68,17 +68,18 @@ def main(argv: list[str] | None = None) -> int:
         rows = [[layer_gradient_norms(a, s)[0] for a in ACTIVATIONS] for s in range(args.seeds)]
         ratios = [r / s for s, r in rows]
         print(f"||dL/dW_1||_F over seeds 0..{args.seeds - 1}:   min      median   max")
-        for name, values in (("sigmoid", [r[0] for r in rows]), ("relu", [r[1] for r in rows]),
-                             ("ratio relu/sigmoid", ratios)):
-            print(f"  {name:<20s} {min(values):9.6f} {statistics.median(values):9.6f} {max(values):9.6f}")
+        for name, values, fmt in (("sigmoid", [r[0] for r in rows], "9.6f"), ("relu", [r[1] for r in rows], "9.6f"),
+                                  ("ratio relu/sigmoid", ratios, "9.1f")):
+            print(f"  {name:<20s} " + " ".join(format(v, fmt) for v in (min(values), statistics.median(values),
+                                                                        max(values))))
         return 0
     norms = {a: layer_gradient_norms(a, args.seed) for a in ACTIVATIONS}
     print(f"100 -> 128 -> 128 -> 128 -> 10, x ~ N(0, 1) (32, 100), random labels, cross-entropy, seed {args.seed}")
     print(f"first layer ||dL/dW_1||_F:  sigmoid {norms['sigmoid'][0]:.6f}   relu {norms['relu'][0]:.6f}   "
           f"ratio relu/sigmoid {norms['relu'][0] / norms['sigmoid'][0]:.1f}")
-    print("per layer (input -> output):")
+    print("every layer's ||dL/dW||_F:   W_1       W_2       W_3       readout")
     for a in ACTIVATIONS:
-        print(f"  {a:<8s} " + "  ".join(f"{v:.6f}" for v in norms[a]))
+        print(f"  {a:<25s} " + "  ".join(f"{v:.6f}" for v in norms[a]))
     return 0
 
 
