@@ -91,3 +91,15 @@ def test_scan_benchmark_quick(tmp_path):
     for r in saved["train"]:  # the bare loops did the same work as seqlab's: the same losses
         assert r["loss_diff"] < 1e-4, r
     assert res["markdown"] == saved["markdown"]
+
+
+def test_pick_keeps_the_most_complete_copy_of_a_run():
+    from seqlab.report.runs import Run
+
+    def run(status, T=200, path="a"):
+        return Run(path=Path(path), status=status, config={"choices": {"remedy": "gru", "task": "copy"},
+                                                            "seq_len": T, "seed": 0}, overrides=[], summary={},
+                   metrics=[])
+    picked = long_memory.pick([run("preempted", path="device"), run("finished", path="local"), run("unfinished", 100)])
+    assert sorted((r.seq_len, r.status, str(r.path)) for r in picked) == [(100, "unfinished", "a"),
+                                                                          (200, "finished", "local")]

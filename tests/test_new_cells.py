@@ -199,10 +199,16 @@ def test_bad_options_name_the_key(make, key):
     assert "\n" not in str(err.value)
 
 
-def test_auto_picks_the_measured_default_per_device_and_can_be_overridden():
+def test_auto_picks_the_measured_default_per_device_and_length_and_can_be_overridden():
     x = torch.zeros(1, 3, 2)
-    assert MinGRULayer(2, 4).method(x) == scans.AUTO["cpu"] == "loop"
+    assert MinGRULayer(2, 4).method(x) == "loop" and SelectiveLayer(2, 4).method(x) == "loop"  # CPU
     assert MinGRULayer(2, 4, scan="parallel").method(x) == "parallel"
+    as_cuda = {"meta": MinGRULayer.auto["cuda"]}  # the CUDA rule, read on shape-only tensors
+    assert scans.resolve("auto", torch.zeros(1, 1000, 2, device="meta"), as_cuda) == "log"
+    assert scans.resolve("auto", torch.zeros(1, 5000, 2, device="meta"), as_cuda) == "chunked"
+    layer = MinGRULayer(2, 4, candidate="linear")  # no log-space path without the positive candidate
+    layer.auto = {"cpu": ((math.inf, "log"),)}
+    assert layer.method(x) == "chunked"
     assert cfg_for("model=mingru", "model.layer.scan=log").model.layer.scan == "log"
 
 

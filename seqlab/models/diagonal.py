@@ -30,7 +30,7 @@ class DiagonalLayer(RecurrentLayer):
     ``coefficients`` (and ``log_coefficients`` if ``log`` is among their scans)."""
 
     scans: ClassVar[tuple[str, ...]] = scanlib.LINEAR
-    auto: ClassVar[dict[str, str]] = scanlib.AUTO
+    auto: ClassVar[scanlib.Auto] = scanlib.AUTO
     convex: ClassVar[bool] = False  # coefficients are (w, c): h_t = (1 - w_t) h_{t-1} + w_t c_t
 
     def __init__(self, input_size: int, hidden_size: int, scan: str = "auto", chunk: int | None = None):

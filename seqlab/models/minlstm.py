@@ -20,6 +20,8 @@ Paths as minGRU's (seqlab.models.mingru): loop | chunked | parallel | log | auto
 """
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -31,6 +33,8 @@ from .scan import METHODS
 
 class MinLSTMLayer(DiagonalLayer):
     scans = METHODS
+    # as minGRU's; the switch at T = 2000 lies between the measured lengths
+    auto = {"cpu": ((math.inf, "loop"),), "cuda": ((2000, "log"), (math.inf, "chunked"))}
     convex = True  # f' = 1 - i': h_t = lerp(h_{t-1}, h~_t, i'_t)
 
     def __init__(self, input_size: int, hidden_size: int, candidate: str = "g", scan: str = "auto",

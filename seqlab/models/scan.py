@@ -34,9 +34,12 @@ from ..checks import check, check_choice, is_int
 
 METHODS = ("loop", "chunked", "parallel", "log")
 LINEAR = ("loop", "chunked", "parallel")  # the methods that take any real or complex a, b
-# ``scan: auto`` per device, from benchmarks/results/scan_paths-*.json (T = 200, 1000, 5000,
-# forward + backward; README, "Recurrences on their fastest path"). A cell may override it.
-AUTO = {"cpu": "loop", "cuda": "chunked"}
+Auto = dict[str, tuple[tuple[float, str], ...]]  # device type -> ((longest T, method), ...), first match
+# ``scan: auto``: the fastest path measured per device (benchmarks/scan_paths.py, T = 200, 1000, 5000,
+# forward + backward; results in benchmarks/results/scan_paths-*.json; README, "Recurrences on their
+# fastest path"). The default; a cell overrides it with its own measurements (minGRU, minLSTM, LRU).
+AUTO: Auto = {"cpu": ((math.inf, "loop"),),
+              "cuda": ((math.inf, "chunked"),)}  # selective SSM on an H100: fastest at T = 1000, 5000
 
 
 def check_scan(scan: str, chunk: int | None, allowed: tuple[str, ...] = METHODS) -> None:
@@ -46,9 +49,13 @@ def check_scan(scan: str, chunk: int | None, allowed: tuple[str, ...] = METHODS)
           "must be an integer >= 1 or null (null = ceil(sqrt(T)))")
 
 
-def resolve(scan: str, x: torch.Tensor, auto: dict[str, str] = AUTO) -> str:
-    """``auto`` -> the measured default for ``x``'s device; anything else unchanged."""
-    return auto.get(x.device.type, "loop") if scan == "auto" else scan
+def resolve(scan: str, x: torch.Tensor, auto: Auto = AUTO) -> str:
+    """``auto`` -> the measured default for ``x``'s device and length T = x.shape[1]; anything else unchanged."""
+    if scan != "auto":
+        return scan
+    T = x.shape[1]
+    return next(method for bound, method in auto.get(x.device.type, AUTO["cpu"]) + ((math.inf, "loop"),)
+                if T <= bound)
 
 
 def scan_loop(a: torch.Tensor, b: torch.Tensor, convex: bool = False) -> torch.Tensor:

@@ -17,6 +17,9 @@ A cell is the run's ``remedy`` choice (a preset of conf/remedy/), else its model
 solve" = batch_size x the step of the first evaluation that met the task's bar (so it is
 resolved to eval_every x batch_size examples). A run that diverged or failed counts as not
 solved at its length and is marked; a missing run (not run, or unfinished) is shown as such.
+A run stopped before its budget (preempted, unfinished) counts as solved if it had met the bar
+by then. Several directories may hold the same run (a sweep finished elsewhere): per cell, task,
+length and seed the most complete one is kept (finished, then diverged, then the rest).
 """
 from __future__ import annotations
 
@@ -192,8 +195,22 @@ def figure(rows: list[dict], path: Path, title: str = "") -> Path:
     return path
 
 
+STATUS_RANK = {"finished": 0, "diverged": 1, "failed": 2, "preempted": 3}
+
+
+def pick(runs: list[Run]) -> list[Run]:
+    """One run per (cell, task, length, seed): the most complete (finished > diverged > failed > preempted >
+    unfinished), the first given on a tie."""
+    best: dict[tuple, Run] = {}
+    for r in runs:
+        key = (cell_of(r), task_of(r), r.seq_len, r.seed)
+        if key not in best or STATUS_RANK.get(r.status, 9) < STATUS_RANK.get(best[key].status, 9):
+            best[key] = r
+    return list(best.values())
+
+
 def write(runs: list[Run], out: Path, title: str = "") -> dict[str, Path]:
-    rows = [run_row(r) for r in runs]
+    rows = [run_row(r) for r in pick(runs)]
     out.mkdir(parents=True, exist_ok=True)
     md = out / "long_memory.md"
     md.write_text(markdown(rows, title))
