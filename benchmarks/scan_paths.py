@@ -71,9 +71,10 @@ def set_path(layer: nn.Module, method: str) -> None:
 # --- part 1: loop vs scan -------------------------------------------------------------------------
 
 def part_paths(lens, repeats: int, device: torch.device, quick: bool, on_row: list | None = None,
-               save=lambda: None) -> list[dict]:
+               save=lambda: None, cells=tuple(PATH_CELLS)) -> list[dict]:
     rows = [] if on_row is None else on_row
-    for cell, (make, methods, (B, H)) in PATH_CELLS.items():
+    for cell in cells:
+        make, methods, (B, H) = PATH_CELLS[cell]
         if quick:
             B, H = 4, 8
         torch.manual_seed(0)
@@ -238,10 +239,11 @@ def run_seqlab(cfg, tmp: Path) -> tuple[float, float]:
 
 
 def part_train(T: int, B: int, H: int, steps: int, repeats: int, threads: int, device, tmp: Path,
-               quick: bool, cells=TRAIN_CELLS, on_row: list | None = None, save=lambda: None) -> list[dict]:
+               quick: bool, cells=TRAIN_CELLS, on_row: list | None = None, save=lambda: None,
+               selective_state: int = 16) -> list[dict]:
     rows = [] if on_row is None else on_row
     for cell in cells:
-        extra = ["model.layer.state_size=4"] if quick and cell == "selective" else []
+        extra = [f"model.layer.state_size={4 if quick else selective_state}"] if cell == "selective" else []
         cfg = compose_cfg([f"model={cell}", "task=adding", f"seq_len={T}", f"batch_size={B}",
                            f"model.hidden_size={H}", f"steps={steps}", f"threads={threads}", "log_every=10",
                            f"eval_size={B}", f"device={device}", "logger=none", "probe=none", "progress=false",
@@ -258,7 +260,8 @@ def part_train(T: int, B: int, H: int, steps: int, repeats: int, threads: int, d
         fastest = max(bare, key=lambda k: median(sps[k]))
         # time ratio seqlab / fastest bare = bare steps/s over seqlab steps/s, per round
         ratio = median([b / s for s, b in zip(sps["seqlab"], sps[fastest])])
-        row = {"cell": cell, "seq_len": T, "batch": B, "hidden": H, "threads": threads, "steps": steps,
+        row = {"cell": cell if cell != "selective" else f"selective (N={4 if quick else selective_state})",
+               "seq_len": T, "batch": B, "hidden": H, "threads": threads, "steps": steps,
                "repeats": repeats, "steps_per_s": {k: median(v) for k, v in sps.items()}, "all_steps_per_s": sps,
                "fastest_bare": fastest, "seqlab_time_over_fastest_bare": ratio, "train_loss": loss,
                "loss_diff": abs(loss["seqlab"] - loss[bare[0]]), "load": loadavg()}
@@ -333,6 +336,9 @@ def main(argv=None) -> dict:
     p.add_argument("--train-repeats", type=int, default=3)
     p.add_argument("--train-steps", type=int, default=20)
     p.add_argument("--cells", nargs="+", choices=TRAIN_CELLS, default=list(TRAIN_CELLS), help="cells of the train part")
+    p.add_argument("--selective-state", type=int, default=16, help="N of the selective SSM in the train part")
+    p.add_argument("--paths-cells", nargs="+", choices=list(PATH_CELLS), default=list(PATH_CELLS),
+                   help="cells of the paths part")
     p.add_argument("--quick", action="store_true", help="tiny sizes, one round: a smoke run")
     p.add_argument("--out", type=Path)
     p.add_argument("--rewrite", type=Path, help="recompute the targets and tables of a saved results JSON "
@@ -368,10 +374,11 @@ def main(argv=None) -> dict:
                 part_train(10, 4, 8, 3, 1, args.threads, device, Path(d), True, on_row=res["train"], save=save)
             else:
                 part_train(200, 64, 128, args.train_steps, args.train_repeats, args.threads, device, Path(d), False,
-                           args.cells, on_row=res["train"], save=save)
+                           args.cells, on_row=res["train"], save=save, selective_state=args.selective_state)
         if "paths" in args.parts:
             res["paths"] = []
-            part_paths(lens, 1 if args.quick else args.repeats, device, args.quick, on_row=res["paths"], save=save)
+            part_paths(lens, 1 if args.quick else args.repeats, device, args.quick, on_row=res["paths"], save=save,
+                       cells=args.paths_cells)
     save()
     print("\n" + res["markdown"] + f"\n\nresults: {out}")
     return res
