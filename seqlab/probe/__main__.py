@@ -1,14 +1,18 @@
 """Probe a model without training it: ``python -m seqlab.probe [overrides]``.
 
     python -m seqlab.probe task=adding model=lstm seq_len=200
-    python -m seqlab.probe task=copy model=gru seq_len=100 checkpoint=RUN_DIR/checkpoint.pt
+    python -m seqlab.probe checkpoint=RUN_DIR/checkpoint.pt probe.batch_size=256
 
 Same config tree and checks as ``python -m seqlab`` (primary config
 conf/probe_only.yaml = config.yaml + ``checkpoint``). The model is the one
-``seed`` initializes, or the ``"model"`` state_dict of ``checkpoint``. One probe
-is taken (its knobs: ``probe.*``) and written into a fresh output directory:
-probe.npz, probe_curves.png, probe_heatmap.png, config.yaml and summary.json
-(its ``probe`` key); the summary is printed. No tracker: the files are the record.
+``seed`` initializes, or the ``"model"`` state_dict of ``checkpoint``; a run's
+checkpoint also brings the config it was trained with (task, model, seq_len, ...:
+seqlab.probe.from_checkpoint), so only the probe's own knobs need giving, and an
+override that contradicts it stops with one line. One probe is taken (its knobs:
+``probe.*``) and written into a fresh output directory: probe.npz, the probe
+figures, config.yaml (the config probed) and summary.json (its ``probe`` key); the
+summary is printed. ``logger`` works as in a run (W&B, offline unless told; the
+probe's scalars, curves, table and figures); ``logger=none`` keeps the files only.
 """
 from __future__ import annotations
 
@@ -21,25 +25,33 @@ import hydra
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from ..__main__ import CONF_DIR, fail, preflight
+from ..__main__ import CONF_DIR, _overrides_from_argv, fail, preflight
 from ..checks import ConfigError, check
 from ..config import build_model, build_probe, build_task, setup
 from ..tracking import write_json_atomic
+from .from_checkpoint import PROBE_MAY_SET, check_overrides, stored_config, with_stored_config
 from .history import ProbeHistory
 from .measure import probe
 from .plots import figure_title, write_plots
+from .records import log_probe
 
 CONFIG_NAME = "probe_only"
 
 
-def check_standalone(cfg: DictConfig) -> None:
-    """What only this entry point needs: a probe to run, and a checkpoint that fits the model
-    (checked before Hydra makes an output directory)."""
+def check_standalone(cfg: DictConfig, overrides: list[str] | None = None) -> None:
+    """What only this entry point needs: a probe to run, command-line ``overrides`` that agree with the
+    checkpoint's own config, and a checkpoint that fits the model (checked before Hydra makes an
+    output directory)."""
     check(build_probe(cfg) is not None, "probe", "none", "nothing to probe; use probe=default")
     path = cfg.get("checkpoint")
     if path is not None:
         check(isinstance(path, str) and Path(path).is_file(), "checkpoint", path,
               "must be a file written by torch.save (a run's checkpoint.pt)")
+        stored = stored_config(path)
+        if stored is not None:
+            if overrides:
+                check_overrides(cfg, overrides, stored, path)
+            cfg = with_stored_config(cfg, stored)
         load_checkpoint(build_model(cfg, build_task(cfg)), path)
 
 
@@ -69,13 +81,19 @@ def load_model_state(path: str) -> tuple[dict, int | None]:
 
 
 def probe_only(cfg: DictConfig, run_dir: Path) -> dict:
-    """Build, (load,) probe once, write the run directory; returns the summary dict."""
+    """Build, (load,) probe once, write the run directory (and the tracker); returns the summary dict.
+    With a run's checkpoint, the config probed is the one it was trained with (``cfg`` gives the rest)."""
+    stored = stored_config(cfg.checkpoint) if cfg.get("checkpoint") else None
+    if stored is not None:
+        cfg = with_stored_config(cfg, stored)
     device, task, model = setup(cfg)
     check_standalone(cfg)
     step = 0
     if cfg.checkpoint is not None:
         step = load_checkpoint(model, cfg.checkpoint) or 0
     settings = build_probe(cfg)
+    here = _hydra_choices()  # the command line's groups; a checkpoint's own for what it was trained with
+    choices = {**((stored or {}).get("choices") or here), **{k: v for k, v in here.items() if k in PROBE_MAY_SET}}
 
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
@@ -85,25 +103,47 @@ def probe_only(cfg: DictConfig, run_dir: Path) -> dict:
     history = ProbeHistory(task.lag)
     history.append(step, result)
     history.save(run_dir / "probe.npz")
-    if settings.plots:
-        write_plots(history, run_dir, title=figure_title(task.name, _model_choice(),
-                                                          cfg.seq_len if task.total_len > 1 else None, history.n_layers)
-                    + f", step {step}")
     summary = {"status": "finished", "mode": "probe", "task": task.name, "lag": task.lag,
                "checkpoint": cfg.checkpoint, "step": step, "probe_time_s": elapsed, "device": str(device),
-               "probe": {"step": step, **result.summary()}}
-    write_json_atomic(run_dir / "summary.json", summary)
+               "probe": {"step": step, **result.summary()}, "model": choices.get("model")}
+    tracker = _tracker(cfg, run_dir, task, choices, step)
+    exit_code = 1
+    try:
+        log_probe(tracker, step, result, ("init",) if step == 0 else ("checkpoint",), task.lag)
+        if settings.plots:
+            title = figure_title(task.name, choices.get("model"), cfg.seq_len if task.total_len > 1 else None,
+                                 history.n_layers) + f", step {step}"
+            for path in write_plots(history, run_dir, title=title):
+                tracker.image(f"probe_figures/{path.stem}", path)
+        write_json_atomic(run_dir / "summary.json", summary)
+        tracker.summary({k: v for k, v in summary.items() if v is not None and k != "probe"})
+        exit_code = 0
+    finally:
+        tracker.finish(exit_code=exit_code)
     return summary
 
 
-def _model_choice() -> str | None:
-    """The model option the user picked (model=lstm), when Hydra is running."""
+def _tracker(cfg: DictConfig, run_dir: Path, task, choices: dict, step: int):
+    """The run's tracker (``logger``, as ``python -m seqlab`` makes it), named after what is probed."""
+    from ..tracking import NullTracker
+    from ..train import RunInfo, _make_tracker
+
+    if not cfg.get("logger"):
+        return NullTracker()
+    name = f"probe {task.name}-{choices.get('model') or 'model'}-T{cfg.seq_len} step {step}"
+    config = {**OmegaConf.to_container(cfg, resolve=True), "choices": choices, "mode": "probe"}
+    return _make_tracker(cfg, RunInfo(run_dir=run_dir, name=name, choices=choices), config, task,
+                         resume_id=None) or NullTracker()
+
+
+def _hydra_choices() -> dict:
+    """The config-group options of the command line (model=lstm, ...), when Hydra is running."""
     from hydra.core.hydra_config import HydraConfig
 
     try:
-        return HydraConfig.get().runtime.choices.get("model")
+        return {k: v for k, v in HydraConfig.get().runtime.choices.items() if not k.startswith("hydra")}
     except ValueError:  # not under @hydra.main (called from Python)
-        return None
+        return {}
 
 
 def format_probe(summary: dict) -> str:
@@ -145,7 +185,8 @@ def run(cfg: DictConfig) -> None:
 
 
 def main() -> None:
-    preflight(sys.argv[1:], config_name=CONFIG_NAME, check=check_standalone)
+    overrides = _overrides_from_argv(sys.argv[1:]) or []
+    preflight(sys.argv[1:], config_name=CONFIG_NAME, check=lambda cfg: check_standalone(cfg, overrides))
     run()
 
 
