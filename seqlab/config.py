@@ -44,7 +44,7 @@ class RunSchema:
     eval_seed: int = 1234
     log_every: int = 50
     device: str = "auto"
-    threads: int | None = None
+    threads: int | None = 1     # null: torch's default (one per core)
     progress: bool = True
     flush_denormal: bool = True
     on_nonfinite: str = "stop"
