@@ -25,7 +25,8 @@ import hydra
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from ..__main__ import CONF_DIR, _overrides_from_argv, fail, preflight
+from ..__main__ import CONF_DIR, fail, preflight
+from ..preflight import _overrides_from_argv
 from ..checks import ConfigError, check
 from ..config import build_model, build_probe, build_task, setup
 from ..tracking import write_json_atomic
