@@ -23,6 +23,11 @@ into ``OUT`` (default: ``DIR/report`` for one directory, else ``./report``):
   probe_vs_seq_len.png     half-life, horizon, gain and top Lyapunov exponent
                            against seq_len per setting (against the setting when
                            only one seq_len was run)
+  depth_curves.png         models with more than one layer: the probe's g(l)/g(last)
+                           at lag 0 and ||dL/dtheta_l|| against the layer l
+  layer_speed.png          "early layers barely update": each layer's update ratio
+                           ||dW_l||/||W_l|| and gradient norm against the step
+                           (seqlab.report.layers)
 
 A run directory without ``summary.json`` is *unfinished* (still running, or
 killed); ``summary.json`` says ``finished``, ``failed`` or ``diverged``. Only

@@ -8,10 +8,14 @@ from typing import Sequence
 
 from seqlab.report.across_tasks import task_label, write_across_tasks
 from seqlab.report.figures import _colors, plot_decay_curves, plot_learning_curves, plot_probe_vs_seq_len
+from seqlab.report.layers import plot_depth_curves, plot_layer_speed
 from seqlab.report.runs import DEFAULT_CURVE, FINISHED, Run, group_runs
 from seqlab.report.stats import _status_counts, curves_in, setting_row
 from seqlab.report.tables import (RUN_HEADER, _html_table, _json_row, _markdown_table, run_cells, table_cells,
                                   table_header)
+
+
+FIGURES = ("decay_curves", "learning_curves", "probe_vs_seq_len", "depth_curves", "layer_speed")
 
 
 def write_report(runs: Sequence[Run], out: str | Path, curve: str = DEFAULT_CURVE, title: str = "",
@@ -25,7 +29,9 @@ def write_report(runs: Sequence[Run], out: str | Path, curve: str = DEFAULT_CURV
     written: dict[str, Path] = {}
     figs = {"decay_curves": plot_decay_curves(settings, out / "decay_curves.png", curve, title),
             "learning_curves": plot_learning_curves(settings, out / "learning_curves.png", title),
-            "probe_vs_seq_len": plot_probe_vs_seq_len(rows, out / "probe_vs_seq_len.png", colors, title)}
+            "probe_vs_seq_len": plot_probe_vs_seq_len(rows, out / "probe_vs_seq_len.png", colors, title),
+            "depth_curves": plot_depth_curves(settings, out / "depth_curves.png", title),
+            "layer_speed": plot_layer_speed(settings, out / "layer_speed.png", title)}
     written.update({k: v for k, v in figs.items() if v is not None})
     if len({task_label(s) for s in settings}) > 1:  # one cell across tasks, on its own page
         written.update(write_across_tasks(settings, out, curve, title))
@@ -46,7 +52,7 @@ def write_report(runs: Sequence[Run], out: str | Path, curve: str = DEFAULT_CURV
     if "across_tasks_md" in written:
         notes.append("One cell across the tasks, side by side: across_tasks.md (across_tasks.html).")
     md = [f"# {title or 'seqlab report'}", "", *notes, "", _markdown_table(table_header(), table), ""]
-    for name in ("decay_curves", "learning_curves", "probe_vs_seq_len"):
+    for name in FIGURES:
         if name in written:
             md += [f"![{name}]({written[name].name})", ""]
     md += ["## Runs", "", _markdown_table(RUN_HEADER, run_table), ""]
@@ -59,7 +65,7 @@ def write_report(runs: Sequence[Run], out: str | Path, curve: str = DEFAULT_CURV
     page = [f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title or 'seqlab report')}"
             f"</title><style>{style}</style></head><body>", f"<h1>{html.escape(title or 'seqlab report')}</h1>",
             *[f"<p>{html.escape(n)}</p>" for n in notes], _html_table(table_header(), table)]
-    for name in ("decay_curves", "learning_curves", "probe_vs_seq_len"):
+    for name in FIGURES:
         if name in written:
             page.append(f"<p><img src='{written[name].name}' alt='{name}'></p>")
     page += ["<h2>Runs</h2>", _html_table(RUN_HEADER, run_table, status_col=4), "</body></html>"]
