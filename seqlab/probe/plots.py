@@ -105,8 +105,11 @@ def _underflow_handle():
 
 
 def _finish(plt, fig, path, title: str, note: str = "") -> Path:
+    import textwrap
+
     if title:
-        fig.suptitle(title + (f"\n{note}" if note else ""), fontsize=9)
+        width = max(40, int(fig.get_figwidth() * 15))  # characters that fit across the figure at 9 pt
+        fig.suptitle("\n".join([title, *textwrap.wrap(note, width)]), fontsize=9)
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return Path(path)
@@ -268,7 +271,8 @@ def plot_depth(history: ProbeHistory, path: str | Path, title: str = "") -> Path
         for i in idx:
             ax.plot(x[order], _positive(grads[i][order]), "s-", ms=3, color=cmap(norm(steps[i])), lw=1.2)
         ax.set_xticks(x[order], [name if not name.startswith("l") or not name[1:].isdigit() else name[1:]
-                                 for name in np.asarray(groups)[order]], fontsize=7)
+                                 for name in np.asarray(groups)[order]], fontsize=7,
+                      rotation=90 if len(groups) > 9 else 0)
         ax.set_yscale("log")
         ax.set_title("parameter gradient of layer l", fontsize=9)
         ax.set_ylabel("||dL/dtheta_l||")
