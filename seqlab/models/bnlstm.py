@@ -74,7 +74,7 @@ class TimeBatchNorm(nn.Module):
     def forward(self, z: torch.Tensor, t: int | None = None) -> torch.Tensor:
         timed = z.dim() == 3  # (B, T, F): all steps at once; else (B, F) at step t
         if self.training and (timed or t is not None) and z.shape[0] > 1:
-            mean, var = z.mean(0), z.var(0, unbiased=False)  # (T, F) or (F,)
+            var, mean = torch.var_mean(z, 0, unbiased=False)  # (T, F) or (F,)
             self._track(z, mean, var, t)
         elif timed:
             idx = torch.arange(z.shape[1], device=z.device).clamp(max=self._population_step(None))
