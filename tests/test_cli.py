@@ -110,19 +110,23 @@ def test_help_and_cfg_job(tmp_path):
 
 
 def test_plain_wheel_install_runs_from_another_directory(tmp_path):
-    """`pip install .` (not editable): the configs ship inside the wheel as seqlab/conf."""
+    """`pip install .` (not editable): the configs ship inside the wheel as seqlab/conf.
+
+    The wheel goes into a folder of its own (``pip install --target``) and this same interpreter runs it
+    with only that folder on PYTHONPATH, from another directory: the dependencies are this environment's
+    whatever it is (a venv, a fresh venv, a bare system Python). A nested ``venv --system-site-packages``
+    saw only the base interpreter's packages, not an outer venv's, and failed in a fresh venv."""
     repo = Path(__file__).resolve().parents[1]
-    venv = tmp_path / "venv"
-    subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", str(venv)], check=True)
-    py = venv / "bin" / "python"
-    subprocess.run([str(py), "-m", "pip", "install", "-q", "--no-deps", str(repo)], check=True,
-                   capture_output=True, timeout=600)
+    target = tmp_path / "site"
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--target", str(target), str(repo)],
+                   check=True, capture_output=True, timeout=600)
+    env = {**os.environ, "PYTHONPATH": str(target)}
     work = tmp_path / "elsewhere"
     work.mkdir()
-    r = subprocess.run([str(py), "-c", "import seqlab.__main__ as m; print(m.CONF_DIR)"], cwd=work,
+    r = subprocess.run([sys.executable, "-c", "import seqlab.__main__ as m; print(m.CONF_DIR)"], cwd=work, env=env,
                        capture_output=True, text=True, check=True)
-    assert str(venv) in r.stdout and r.stdout.strip().endswith("seqlab/conf")
-    r = subprocess.run([str(py), "-m", "seqlab", "logger=none", "seq_len=20", *FAST], cwd=work,
+    assert r.stdout.strip() == str(target / "seqlab" / "conf")  # the wheel's copy, not this checkout's conf/
+    r = subprocess.run([sys.executable, "-m", "seqlab", "logger=none", "seq_len=20", *FAST], cwd=work, env=env,
                        capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr
     assert json.loads(only_run_dir(work / "outputs").joinpath("summary.json").read_text())["status"] == "finished"
