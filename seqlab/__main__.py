@@ -26,45 +26,63 @@ def run(cfg: DictConfig) -> float:
     from hydra.core.hydra_config import HydraConfig
     from hydra.types import RunMode
 
+    from .rundir import resume_command
+    from .tracking import sync_hint
     from .train import Diverged, Preempted, RunInfo, format_summary, train
 
     hc = HydraConfig.get()
+    multirun = hc.mode == RunMode.MULTIRUN
     choices = {k: v for k, v in hc.runtime.choices.items() if not k.startswith("hydra")}
     info = RunInfo(run_dir=Path(hc.runtime.output_dir), name=_run_name(cfg, choices, hc.job.override_dirname),
-                   group=_sweep_group(hc) if hc.mode == RunMode.MULTIRUN else None, choices=choices,
+                   group=_sweep_group(hc) if multirun else None, choices=choices,
                    setting=_run_name(cfg, choices, _without(hc.job.override_dirname, SEEDLESS)))
     try:
         summary = train(cfg, info)
-    except ConfigError as e:
-        if hc.mode == RunMode.MULTIRUN:
+    except ConfigError as e:  # also a run directory that cannot be used (seqlab.rundir.RunDirError)
+        if multirun:
             raise  # this job is marked failed; the sweep goes on
         fail(str(e))
-    except Preempted as e:  # the whole process stops (a sweep too); rerun the command to resume
-        print(f"seqlab: {e} ({info.run_dir})", file=sys.stderr)
+    except OSError as e:  # the run directory became unwritable mid-run (full disk, read-only mount)
+        print(f"seqlab: error: {info.run_dir}: cannot write ({e.strerror or type(e).__name__}); rerun once "
+              f"it is writable to continue from the last checkpoint", file=sys.stderr)
+        raise SystemExit(1) from None
+    except Preempted as e:  # the whole process stops (a sweep too); the printed command resumes it
+        again = resume_command(sys.argv[1:], info.run_dir, Path(hc.sweep.dir) if multirun else None)
+        print(f"seqlab: {info.name}: {e}. Resume with: {again}", file=sys.stderr)
         raise SystemExit(128 + e.signum) from None
     except Diverged as e:
-        if hc.mode == RunMode.MULTIRUN:
+        if multirun:
             raise  # this job is marked failed; the sweep goes on
-        print(f"seqlab: diverged: {e}; summary in {info.run_dir}/summary.json", file=sys.stderr)
+        print(f"seqlab: {info.name}: diverged: {e}; summary in {info.run_dir}/summary.json", file=sys.stderr)
         raise SystemExit(EXIT_DIVERGED) from None
+    if summary.get("already_finished"):
+        print(f"seqlab: {info.run_dir} already finished all {summary['steps']} steps; its results are "
+              f"unchanged (give a larger steps= to train further)")
+    else:
+        print(f"results: {info.run_dir}")
+        hint = sync_hint(info.run_dir, summary.get("wandb_run"))
+        if hint:
+            print(hint)
     print(format_summary(summary))
-    print(f"results: {info.run_dir}")
     return summary["final_loss"]
 
 
 def _run_name(cfg: DictConfig, choices: dict, override_dirname: str) -> str:
     """Readable W&B name: task-model-T, then the other overrides."""
     base = f"{choices.get('task', 'task')}-{choices.get('model', 'model')}-T{cfg.seq_len}"
-    extra = [o for o in override_dirname.split(",") if o and o.split("=")[0] not in ("task", "model", "seq_len")]
+    extra = [o for o in override_dirname.split(",")
+             if o and o.split("=")[0].lstrip("+~") not in ("task", "model", "seq_len", "resume")]
     return base + (" " + ",".join(extra) if extra else "")
 
 
-# Overrides that do not make a different setting: runs that differ only in these are repeats.
-SEEDLESS = ("seed", "resume")
+# Overrides that do not make a different setting: runs that differ only in these are repeats
+# (the seed), or the same computation watched differently (threads, progress, checkpoints, logging).
+SEEDLESS = ("seed", "resume", "threads", "progress", "checkpoint_every", "logger")
 
 
 def _without(override_dirname: str, keys: tuple[str, ...]) -> str:
-    return ",".join(o for o in override_dirname.split(",") if o.split("=")[0].lstrip("+~") not in keys)
+    return ",".join(o for o in override_dirname.split(",")
+                    if o.split("=")[0].lstrip("+~").split(".")[0] not in keys)
 
 
 def _sweep_group(hc) -> str:
@@ -73,8 +91,32 @@ def _sweep_group(hc) -> str:
     return "sweep-" + "-".join(parts)
 
 
+def _one_line_warnings() -> None:
+    """seqlab's own warnings (seqlab.tracking.SeqlabWarning) as one line on stderr, where warnings go."""
+    import warnings
+
+    from .tracking import SeqlabWarning
+
+    default = warnings.showwarning
+
+    def show(message, category, filename, lineno, file=None, line=None):
+        if issubclass(category, SeqlabWarning):
+            print(f"seqlab: warning: {message}", file=file or sys.stderr)
+        else:
+            default(message, category, filename, lineno, file, line)
+
+    warnings.showwarning = show
+
+
 def main() -> None:
+    from .rundir import prepare
+
+    try:
+        sys.argv[1:] = prepare(sys.argv[1:])
+    except ConfigError as e:
+        fail(str(e))
     preflight(sys.argv[1:])
+    _one_line_warnings()
     run()
 
 

@@ -48,6 +48,7 @@ class RunSchema:
     progress: bool = True
     flush_denormal: bool = True
     on_nonfinite: str = "stop"
+    skip_limit: float = 0.1
     checkpoint_every: int = 1000
     resume: str | None = None
 
@@ -69,7 +70,7 @@ KNOBS: dict[str, Rule] = {
     "grad_clip": Real(0, open="lo", null=True), "grad_clip_value": Real(0, open="lo", null=True),
     "eval_every": Int(1), "eval_size": Int(1), "eval_seed": Int(0, SEED_MAX), "log_every": Int(1),
     "device": Text(), "threads": Int(1, MAX_THREADS, null=True), "progress": Flag(), "flush_denormal": Flag(),
-    "on_nonfinite": OneOf(*NONFINITE_POLICIES), "checkpoint_every": Int(1), "resume": Text(null=True),
+    "on_nonfinite": OneOf(*NONFINITE_POLICIES), "skip_limit": Real(0, 1), "checkpoint_every": Int(1), "resume": Text(null=True),
     "checkpoint": Text(null=True),  # python -m seqlab.probe (conf/probe_only.yaml)
     # task (conf/task/)
     # (each task's own lower bound on seq_len, e.g. >= 2 or even, is checked by the task)
@@ -131,7 +132,7 @@ def validate_top_level(cfg: DictConfig) -> None:
     resume = cfg.get("resume")
     if resume is not None:
         check(isinstance(resume, str) and (Path(resume) / CHECKPOINT_NAME).is_file(), "resume", resume,
-              f"must be a run directory that holds a {CHECKPOINT_NAME}")
+              f"must be a run directory that holds a {CHECKPOINT_NAME}, or last")
 
 
 def _target_params(target: str, where: str) -> dict[str, inspect.Parameter] | None:

@@ -10,15 +10,15 @@ The run directory is the lab's record, independent of any tracker:
 from __future__ import annotations
 
 import json
-import logging
 import math
 import os
+import warnings
 from pathlib import Path
 from typing import Any
 
 from omegaconf import OmegaConf
 
-log = logging.getLogger(__name__)
+from .rundir import CHECKPOINT_NAME, RunDirError, replace_atomic
 
 
 def _jsonable(value: Any) -> Any:
@@ -33,46 +33,131 @@ def _jsonable(value: Any) -> Any:
 
 
 def write_json_atomic(path: Path, data: dict) -> None:
-    """Write JSON to ``path`` via a temporary file and a rename, so a reader never sees half of it."""
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(_jsonable(data), indent=2, sort_keys=True) + "\n")
-    os.replace(tmp, path)
+    """Write JSON to ``path`` via a uniquely named temporary file and a rename, so a reader never sees
+    half of it and two writers never share a temporary file."""
+    text = json.dumps(_jsonable(data), indent=2, sort_keys=True) + "\n"
+    replace_atomic(Path(path), lambda tmp: Path(tmp).write_text(text))
+
+
+def _damaged(path: Path, what: str) -> RunDirError:
+    return RunDirError(f"{path}: {what}; the run cannot continue with its record intact: restore the file, "
+                       f"or delete {path.parent / CHECKPOINT_NAME} to start this run afresh")
+
+
+def read_metrics(path: Path) -> list[dict]:
+    """The rows of a metrics.jsonl; a damaged file (not UTF-8, a line that is not a JSON object with a
+    ``step``) is one line naming it. A last line cut short by a kill (no newline) is dropped."""
+    try:
+        text = path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError:
+        raise _damaged(path, "damaged (not text)") from None
+    lines = text.split("\n")
+    torn = lines.pop() if lines else ""  # after the last newline: empty, or a write cut short
+    rows = []
+    for i, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except ValueError:
+            row = None
+        if not isinstance(row, dict) or not isinstance(row.get("step"), int):
+            raise _damaged(path, f"damaged (line {i} is not a metrics row)")
+        rows.append(row)
+    del torn
+    return rows
 
 
 class RunRecorder:
     """Writes config.yaml, metrics.jsonl and summary.json into ``run_dir``."""
 
-    def __init__(self, run_dir: str | Path, config: dict, keep_until_step: int | None = None):
+    def __init__(self, run_dir: str | Path, config: dict, keep_until_step: int | None = None,
+                 expected_rows: int | None = None):
         """A fresh record, or (resuming) the rows up to ``keep_until_step`` kept and the rest dropped:
-        those were written after the checkpoint and will be written again."""
+        those were written after the checkpoint and will be written again. ``expected_rows``: how many
+        rows the checkpoint says were written by then; fewer (a deleted or truncated file) is refused."""
         self.dir = Path(run_dir)
-        self.dir.mkdir(parents=True, exist_ok=True)
-        (self.dir / "config.yaml").write_text(OmegaConf.to_yaml(OmegaConf.create(config)))
         self.metrics_path = self.dir / "metrics.jsonl"
         kept = []
-        if keep_until_step is not None and self.metrics_path.exists():
-            kept = [line for line in self.metrics_path.read_text().splitlines()
-                    if line.strip() and json.loads(line)["step"] <= keep_until_step]
-        self.metrics_path.write_text("".join(line + "\n" for line in kept))
-        stale = self.dir / "summary.json"  # a resumed run is not finished until it says so again
-        stale.unlink(missing_ok=True)
+        if keep_until_step is not None:
+            if self.metrics_path.exists():
+                kept = [r for r in read_metrics(self.metrics_path) if r["step"] <= keep_until_step]
+            if expected_rows is not None and len(kept) != expected_rows:
+                raise _damaged(self.metrics_path, f"has {len(kept)} of the {expected_rows} evaluation rows "
+                                                  f"up to step {keep_until_step} that the checkpoint recorded")
+        try:
+            self.dir.mkdir(parents=True, exist_ok=True)
+            write_text_atomic(self.dir / "config.yaml", OmegaConf.to_yaml(OmegaConf.create(config)))
+            write_text_atomic(self.metrics_path, "".join(json.dumps(r) + "\n" for r in kept))
+            (self.dir / "summary.json").unlink(missing_ok=True)  # a resumed run is not finished until it says so
+        except OSError as e:
+            raise unwritable(self.dir, e) from None
 
     def metrics(self, row: dict) -> None:
-        with self.metrics_path.open("a") as f:
-            f.write(json.dumps(_jsonable(row)) + "\n")
+        try:
+            with self.metrics_path.open("a") as f:
+                f.write(json.dumps(_jsonable(row)) + "\n")
+        except OSError as e:
+            raise unwritable(self.dir, e) from None
 
     def summary(self, data: dict) -> None:
-        write_json_atomic(self.dir / "summary.json", data)
+        try:
+            write_json_atomic(self.dir / "summary.json", data)
+        except OSError as e:
+            raise unwritable(self.dir, e) from None
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    replace_atomic(Path(path), lambda tmp: Path(tmp).write_text(text))
+
+
+def unwritable(run_dir: Path, err: OSError) -> RunDirError:
+    return RunDirError(f"{run_dir}: cannot write the run's files ({err.strerror or type(err).__name__}); "
+                       f"free the space or choose a writable hydra.run.dir, then rerun to continue "
+                       f"from the last checkpoint")
 
 
 def _first_line(err: Exception) -> str:
     return f"{type(err).__name__}: {str(err).strip().splitlines()[0] if str(err).strip() else ''}"
 
 
+class SeqlabWarning(UserWarning):
+    """A fault seqlab works around (W&B cannot start, goes away, ...): a warning on stderr, one line."""
+
+
+def warn(message: str) -> None:
+    warnings.warn(message, SeqlabWarning, stacklevel=3)
+
+
+# Keys of summary.json that are not results: the run's settings (already W&B config) and the probe
+# dict (its numbers are the last probe_summary/* values, which W&B keeps as summary by itself).
+NOT_RESULTS = ("probe", "task", "steps", "seed", "seq_len", "name", "wandb_run")
+
+
+def results_only(summary: dict, config: dict) -> dict:
+    """The W&B summary: summary.json without config values and without the nested probe dict."""
+    choices = config.get("choices") or {}
+    return {k: v for k, v in summary.items()
+            if v is not None and k not in NOT_RESULTS and k not in config and k not in choices}
+
+
+def sync_hint(run_dir: Path, run_id: str | None) -> str | None:
+    """How to upload an offline run: its first segment with ``wandb sync``, each later one (a resume)
+    with ``wandb sync --append``, in order, so the history stays one run."""
+    if not run_id:
+        return None
+    segments = sorted(Path(run_dir).glob(f"wandb/offline-run-*-{run_id}"))
+    if not segments:
+        return None
+    cmds = [f"wandb sync {segments[0]}"] + [f"wandb sync --append {d}" for d in segments[1:]]
+    return f"W&B offline run {run_id}; upload with: " + " && ".join(cmds)
+
+
 class NullTracker:
     """No external tracker (``logger=none``)."""
 
     run_id = None
+    step = 0
 
     def __init__(self, **_: Any):
         pass
@@ -99,47 +184,100 @@ class NullTracker:
         pass
 
 
+# W&B's own directories (config, cache, data) default to HOME; where they are not writable (a read-only
+# HOME on a cluster node), the run directory holds them, instead of wandb-core printing ERROR lines.
+_WANDB_DIRS = {"WANDB_CONFIG_DIR": ".config/wandb", "WANDB_CACHE_DIR": ".cache/wandb",
+               "WANDB_DATA_DIR": ".local/share/wandb"}
+OFFLINE_INIT_TIMEOUT = 120.0  # starting wandb-core on a loaded machine; nothing remote is waited for
+
+
+def _writable(path: Path) -> bool:
+    while not path.exists():
+        if path.parent == path:
+            return False
+        path = path.parent
+    return path.is_dir() and os.access(path, os.W_OK | os.X_OK)
+
+
+def _ensure_writable_wandb_dirs(run_dir: Path) -> None:
+    home = Path(os.environ.get("HOME") or "/nonexistent")
+    for var, rel in _WANDB_DIRS.items():
+        where = Path(os.environ[var]) if os.environ.get(var) else home / rel
+        if not _writable(where):
+            os.environ[var] = str(run_dir / "wandb" / ("." + var.lower()))
+
+
 class WandbTracker:
     """A W&B run that lives inside the run directory; offline unless told otherwise.
 
-    Metrics are logged without an explicit ``step=``: training rows carry
-    ``step`` as their x axis (``define_metric``), so other row kinds (the
-    probe's curves against ``probe/lag``) can be logged in between.
+    Every row is logged with an explicit W&B ``_step`` from one counter that a checkpoint carries, so a
+    resumed run is one W&B run whose steps continue where the last segment ended (sync the segments
+    with ``wandb sync --append``). Rows a killed segment had already sent (those after its last
+    checkpoint, which the resumed run computes again, identically) are not sent twice: the counter and
+    the last training step sent are kept in ``wandb/seqlab_logged`` as rows go out. Training rows carry
+    ``step`` as their x axis (``define_metric``).
     """
 
     def __init__(self, run_dir: str | Path, config: dict, name: str, job_type: str,
                  group: str | None = None, project: str = "seqlab", entity: str | None = None,
                  mode: str | None = None, tags: list[str] | tuple[str, ...] = (),
-                 resume_id: str | None = None, init_timeout: float = 60.0):
+                 resume_id: str | None = None, start_step: int = 0, init_timeout: float = 15.0,
+                 quiet: bool = True):
         import wandb
 
         self._wandb = wandb
+        run_dir = Path(run_dir)
         mode = mode or os.environ.get("WANDB_MODE") or "offline"
+        _ensure_writable_wandb_dirs(run_dir)
+        settings = dict(silent=True) if quiet else {}
         kwargs = dict(project=project, entity=entity, dir=str(run_dir), config=config, name=name,
                       group=group, job_type=job_type, tags=list(tags), reinit="finish_previous",
-                      id=resume_id, resume="allow" if resume_id else None,
-                      settings=wandb.Settings(init_timeout=init_timeout))
+                      id=resume_id, resume="allow" if resume_id else None)
+        timeout = init_timeout if mode == "online" else max(init_timeout, OFFLINE_INIT_TIMEOUT)
         self.run = None
+        self.step = start_step
+        self._skip_until: int | None = None  # training rows up to this step were sent by a killed segment
+        self._skipping = False
+        self._last_train_step: int | None = None
+        self._mark_fd: int | None = None
         try:
-            self.run = wandb.init(mode=mode, **kwargs)
+            self.run = wandb.init(mode=mode, settings=wandb.Settings(init_timeout=timeout, **settings), **kwargs)
         except Exception as e:  # logging must never kill training
             if mode != "online":
-                log.warning("W&B could not start (%s); training goes on without it, the run directory "
-                            "keeps every result", _first_line(e))
+                warn(f"W&B could not start ({_first_line(e)}); training goes on without it, the run "
+                     f"directory keeps every result")
                 return
-            log.warning("W&B online start failed (%s); logging offline instead, upload later with "
-                        "`wandb sync %s/wandb/offline-run-*`", _first_line(e), run_dir)
+            warn(f"W&B online start failed within {init_timeout:g} s ({_first_line(e)}); logging offline "
+                 f"instead, upload later with `wandb sync {run_dir}/wandb/offline-run-*`")
             try:
-                self.run = wandb.init(mode="offline", **kwargs)
+                self.run = wandb.init(mode="offline", settings=wandb.Settings(
+                    init_timeout=OFFLINE_INIT_TIMEOUT, **settings), **kwargs)
             except Exception as e2:
-                log.warning("W&B offline start failed too (%s); training goes on without it", _first_line(e2))
+                warn(f"W&B offline start failed too ({_first_line(e2)}); training goes on without it")
                 return
+        self._open_marks(run_dir / "wandb" / "seqlab_logged", resume_id)
         self.run.define_metric("step")
         for prefix in ("train", "eval", "probe_summary"):
             self.run.define_metric(f"{prefix}/*", step_metric="step")
         # the probe's decay curves: x = lag, so every run's curves overlay in one chart
         self.run.define_metric("probe/lag")
         self.run.define_metric("probe/*", step_metric="probe/lag")
+
+    def _open_marks(self, path: Path, resume_id: str | None) -> None:
+        """Read what a previous segment of this W&B run sent, then keep the file up to date."""
+        try:
+            fields = path.read_text().split() if resume_id and path.exists() else []
+            if len(fields) == 3 and fields[2] == resume_id:
+                self.step = max(self.step, int(fields[0]))
+                self._skip_until = self._last_train_step = int(fields[1])
+            self._mark_fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        except (OSError, ValueError):
+            self._mark_fd = None
+
+    def _mark(self) -> None:
+        if self._mark_fd is not None:
+            line = f"{self.step} {-1 if self._last_train_step is None else self._last_train_step} {self.run_id}"
+            os.pwrite(self._mark_fd, line.ljust(80).encode() + b"\n", 0)
 
     @property
     def run_id(self) -> str | None:
@@ -152,25 +290,37 @@ class WandbTracker:
         try:
             fn(*args, **kwargs)
         except Exception as e:
-            log.warning("W&B %s failed (%s); training goes on, W&B logging is off for this run",
-                        what, _first_line(e))
+            warn(f"W&B {what} failed ({_first_line(e)}); training goes on, W&B logging is off for this run")
             self.run = None
 
     def log(self, row: dict) -> None:
-        self._guard("log", lambda: self.run.log(row))
+        """One W&B row at the next ``_step``; rows of a training step a killed segment already sent
+        (and the rows without ``step`` that follow them, e.g. probe curves) are skipped."""
+        if self.run is None:
+            return
+        if "step" in row:
+            self._skipping = self._skip_until is not None and row["step"] <= self._skip_until
+        if self._skipping:
+            return
+        self._guard("log", lambda: self.run.log(row, step=self.step))
+        self.step += 1
+        if "step" in row:
+            self._last_train_step = row["step"]
+        self._mark()
 
     def summary(self, data: dict) -> None:
         self._guard("summary", lambda: self.run.summary.update(data))
 
     def image(self, name: str, path: str | Path) -> None:
         """Log a PNG from the run directory (the probe's figures)."""
-        self._guard("image", lambda: self.run.log({name: self._wandb.Image(str(path))}))
+        if self.run is not None:
+            self.log({name: self._wandb.Image(str(path))})
 
     def table(self, name: str, columns: list[str], rows: list[list], extra: dict | None = None) -> None:
         """Log a W&B Table under ``name`` in one row with ``extra`` (e.g. {"step": 250}); a
         table logged at every probe gets W&B's step slider and can be queried across runs."""
-        self._guard("table", lambda: self.run.log({name: self._wandb.Table(columns=columns, data=rows),
-                                                   **(extra or {})}))
+        if self.run is not None:
+            self.log({name: self._wandb.Table(columns=columns, data=rows), **(extra or {})})
 
     def define_axis(self, x: str, glob: str) -> None:
         """Plot every metric matching ``glob`` against ``x`` (e.g. probe/layer for probe_depth/*), so
@@ -188,3 +338,6 @@ class WandbTracker:
         """Always called, with exit_code=1 on error, so a multirun's next job gets a fresh run."""
         self._guard("finish", lambda: self.run.finish(exit_code=exit_code))
         self.run = None
+        if self._mark_fd is not None:
+            os.close(self._mark_fd)
+            self._mark_fd = None

@@ -16,6 +16,7 @@ A run survives what long sweeps meet:
 """
 from __future__ import annotations
 
+import json
 import math
 import signal
 import time
@@ -25,21 +26,24 @@ from pathlib import Path
 
 import torch
 from omegaconf import DictConfig, OmegaConf
-from tqdm.auto import tqdm
 
 from . import checkpoint
+from .checks import ConfigError
 from .config import build_optimizer, build_probe, setup
 from .models import SequenceModel
 from .probe import ProbeHistory, probe
 from .probe.layer_stats import LayerStats
 from .probe.plots import GRID_PNG, figure_title, plot_grid, write_plots
 from .probe.records import log_probe
+from .progress import Progress
+from .rundir import RunDirError, RunLock
 from .tasks import Batch, Task
 from .tasks.base import lag_distribution
-from .tracking import NullTracker, RunRecorder
+from .tracking import NullTracker, RunRecorder, results_only
 
 EVAL_CHUNK = 256  # sequences per forward pass when evaluating (bounds memory at long T)
 STOP_SIGNALS = ("SIGINT", "SIGTERM", "SIGUSR2")  # SIGUSR2: SLURM/submitit's "about to be preempted"
+MIN_SKIPS_BEFORE_LIMIT = 10  # on_nonfinite=skip: a few early skips are tolerated whatever skip_limit says
 
 
 class Diverged(RuntimeError):
@@ -49,9 +53,9 @@ class Diverged(RuntimeError):
 class Preempted(RuntimeError):
     """Stopped by a signal after writing a checkpoint."""
 
-    def __init__(self, signum: int):
-        super().__init__(f"stopped by {signal.Signals(signum).name}; checkpoint written, rerun to resume")
-        self.signum = signum
+    def __init__(self, signum: int, step: int):
+        super().__init__(f"stopped by {signal.Signals(signum).name} at step {step}; checkpoint written")
+        self.signum, self.step = signum, step
 
 
 @dataclass
@@ -60,14 +64,15 @@ class RunInfo:
 
     run_dir: Path
     name: str
-    group: str | None = None
+    group: str | None = None  # the sweep this run belongs to (a W&B tag and config "sweep"), None for one run
     choices: dict = field(default_factory=dict)  # config-group choices, e.g. {"model": "rnn"}
-    setting: str | None = None  # the name without seed: W&B config "setting", group by it to average seeds
+    setting: str | None = None  # the name without seed: the W&B group, so the UI averages seeds by default
 
 
 @dataclass
 class LoopState:
-    """Everything about the loop's progress that a checkpoint must carry (besides model/optimizer/RNG)."""
+    """Everything about the loop's progress that a checkpoint must carry (besides model/optimizer/RNG);
+    the summary is computed from it alone, so a run resumed at any point ends with the same summary."""
 
     step: int = 0
     window_loss: float = 0.0      # sums over the current log window
@@ -77,7 +82,12 @@ class LoopState:
     skipped: int = 0              # updates dropped under on_nonfinite=skip
     solved_step: int | None = None
     train_time: float = 0.0       # seconds inside training steps (not eval), across resumes
+    wall_time: float = 0.0        # seconds of the processes that trained this run, up to the checkpoint
+    segments: int = 1             # processes that trained it (1 + resumes)
+    evals: int = 0                # rows written to metrics.jsonl
+    probes: int = 0               # probe times written to probe.npz
     last_eval: dict = field(default_factory=dict)
+    last_probe: dict | None = None  # the latest probe's summary (summary.json "probe")
 
 
 class StopFlag:
@@ -135,7 +145,22 @@ def evaluate(model: SequenceModel, task: Task, batch: Batch) -> tuple[float, flo
 
 
 def train(cfg: DictConfig, info: RunInfo) -> dict:
-    """Train, evaluate and record one run (resuming from its checkpoint if it has one); returns its summary."""
+    """Train, evaluate and record one run (resuming from its checkpoint if it has one); returns its
+    summary. The run directory is locked for the life of the run (one writer at a time)."""
+    run_dir = Path(info.run_dir)
+    lock = RunLock(run_dir).acquire()
+    stop = StopFlag()
+    try:
+        return _train(cfg, info, run_dir, stop)
+    except Preempted:
+        lock.release()
+        stop.chain()  # e.g. submitit requeues the job, which then finds the directory free
+        raise
+    finally:
+        lock.release()
+
+
+def _train(cfg: DictConfig, info: RunInfo, run_dir: Path, stop: "StopFlag") -> dict:
     device, task, model = setup(cfg)
     optimizer = build_optimizer(cfg, model)
     params = list(model.parameters())
@@ -149,49 +174,52 @@ def train(cfg: DictConfig, info: RunInfo) -> dict:
 
     config = OmegaConf.to_container(cfg, resolve=True)
     config["choices"] = dict(info.choices)
-    ckpt_path = Path(info.run_dir) / checkpoint.CHECKPOINT_NAME
-    saved = checkpoint.load(ckpt_path)
-    state = LoopState()
+    ckpt_path = run_dir / checkpoint.CHECKPOINT_NAME
+    saved, state = restore(ckpt_path, config, cfg, model, optimizer, data_gen, device)
     if saved is not None:
-        checkpoint.check_compatible(saved["config"], config, str(info.run_dir))
-        model.load_state_dict(saved["model"])
-        optimizer.load_state_dict(saved["optimizer"])
-        data_gen.set_state(saved["data_rng"])
-        checkpoint.set_rng_state(saved["rng"], device)
-        state = LoopState(**saved["loop"])
-    recorder = RunRecorder(info.run_dir, config, keep_until_step=state.step if saved else None)
-    tracker = (_make_tracker(cfg, info, config, task, resume_id=saved and saved.get("wandb_id"))
-               if cfg.logger else None) or NullTracker()
+        done = finished_summary(run_dir, state, cfg)
+        if done is not None:
+            return done  # a rerun of a finished run: its results stay as they are
+        state.segments += 1
+    name = saved.get("name", info.name) if saved else info.name
+    probe_settings = build_probe(cfg)
+    probe_path = run_dir / "probe.npz"
+    probes = load_probes(probe_path, task, state) if probe_settings and saved else ProbeHistory(task.lag)
+    recorder = RunRecorder(run_dir, config, keep_until_step=state.step if saved else None,
+                           expected_rows=state.evals if saved else None)
+    tracker = (_make_tracker(cfg, info, config, task, name, saved) if cfg.logger else None) or NullTracker()
 
     # The gradient probe: its own fixed batch and generator, so training is the same with it on or off.
-    probe_settings = build_probe(cfg)
     probe_batch = probe_settings.make_batch(task, device) if probe_settings else None
-    probe_path = Path(info.run_dir) / "probe.npz"
-    probes = ProbeHistory(task.lag)
-    if probe_settings and saved is not None and probe_path.exists():
-        probes = ProbeHistory.load(probe_path, until_step=state.step)
-    probe_time = 0.0
-
-    summary = {"status": "running", "task": task.name, "baseline": task.baseline, "lag": task.lag,
+    summary = {"status": "running", "name": name, "task": task.name, "seq_len": cfg.seq_len, "seed": cfg.seed,
+               "baseline": task.baseline, "lag": task.lag,
                "lag_distribution": lag_distribution(task, eval_batch),  # the answers' lags (probe's lag axis)
-               "solved": False, "solved_step": None, "steps": cfg.steps, **info.choices}
+               "solved": False, "solved_step": None, "steps": cfg.steps,
+               **{k: v for k, v in info.choices.items() if k not in ("probe", "logger")}}
     if saved is not None:
         summary["resumed_from_step"] = state.step
-    exit_code = 1
-    start = time.perf_counter()
+    exit_code, probe_time = 1, 0.0
+    start, wall_before = time.perf_counter(), state.wall_time
 
     def save_checkpoint() -> None:
+        state.wall_time = wall_before + time.perf_counter() - start
         checkpoint.save(ckpt_path, {
             "config": config, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-            "data_rng": data_gen.get_state(), "rng": checkpoint.rng_state(device),
-            "loop": asdict(state), "wandb_id": tracker.run_id,
+            "data_rng": data_gen.get_state(), "rng": checkpoint.rng_state(device), "loop": asdict(state),
+            "name": name, "setting": (saved or {}).get("setting", info.setting),
+            **({"wandb_id": tracker.run_id, "wandb_step": tracker.step} if tracker.run_id else
+               {k: saved[k] for k in ("wandb_id", "wandb_step") if saved and k in saved}),
         })
 
     def do_eval(step: int, extra: dict) -> None:
         loss, acc = evaluate(model, task, eval_batch)
+        if not math.isfinite(loss):
+            summary.update(diverged_step=step, diverged_loss=loss, last_finite_grad_norm=state.last_finite_norm)
+            raise Diverged(f"non-finite evaluation loss at step {step}")
         row = {"step": step, "eval/loss": loss, "eval/accuracy": acc,
                "eval/loss_over_baseline": loss / task.baseline, **extra}
         recorder.metrics(row)
+        state.evals += 1
         tracker.log(row)
         if state.solved_step is None and task.solved(loss, acc):
             state.solved_step = step
@@ -204,22 +232,22 @@ def train(cfg: DictConfig, info: RunInfo) -> dict:
         result = probe(model, task, probe_batch, probe_settings)
         probes.append(step, result)
         probes.save(probe_path)
+        state.probes = len(probes)
         labels = (("init",) if step == 0 else ()) + (("final",) if final else ())
         log_probe(tracker, step, result, labels, task.lag, _grid_image(probes, info, tracker, probe_settings))
-        summary["probe"] = {"step": step, **result.summary()}
+        state.last_probe = {"step": step, **result.summary()}
         probe_time += time.perf_counter() - t0
         return time.perf_counter() - t0
 
     try:
-        with StopFlag() as stop:
+        with stop:
             if saved is None:
                 do_eval(0, {})
                 if probe_settings:
                     do_probe(0, final=cfg.steps == 0)
-            bar = tqdm(range(state.step + 1, cfg.steps + 1), disable=not cfg.progress, desc=info.name,
-                       dynamic_ncols=True, initial=state.step, total=cfg.steps)
+            bar = Progress(cfg.steps, state.step, name, enabled=cfg.progress)
             tick = time.perf_counter()
-            for step in bar:
+            for step in range(state.step + 1, cfg.steps + 1):
                 batch = task.make_batch(cfg.batch_size, data_gen, device)
                 outputs = model(batch.inputs, steps=task.loss_steps)  # (B, T, O), read out at the loss steps only
                 loss = task.loss(outputs, batch)
@@ -232,15 +260,17 @@ def train(cfg: DictConfig, info: RunInfo) -> dict:
                     torch.nn.utils.clip_grad_value_(params, cfg.grad_clip_value)
                 loss_value, norm_value = torch.stack([loss.detach(), norm]).tolist()  # one sync per step
                 if not (math.isfinite(loss_value) and math.isfinite(norm_value)):
-                    if cfg.on_nonfinite == "stop":
-                        state.step = step
-                        what = "loss" if not math.isfinite(loss_value) else "gradient"
-                        summary.update(diverged_step=step, diverged_loss=loss_value,
-                                       last_finite_grad_norm=state.last_finite_norm)
-                        raise Diverged(f"non-finite {what} at step {step} "
-                                       f"(last finite grad norm {state.last_finite_norm:.4g})")
+                    state.step = step
+                    what = "loss" if not math.isfinite(loss_value) else "gradient"
                     state.skipped += 1  # on_nonfinite=skip: drop this update
                     optimizer.zero_grad(set_to_none=True)
+                    if cfg.on_nonfinite == "stop" or too_many_skipped(state.skipped, step, cfg):
+                        summary.update(diverged_step=step, diverged_loss=loss_value,
+                                       last_finite_grad_norm=state.last_finite_norm)
+                        raise Diverged(f"non-finite {what} at step {step} (last finite grad norm "
+                                       f"{state.last_finite_norm:.4g})" + (
+                                           f"; {state.skipped} of {step} updates skipped, past "
+                                           f"skip_limit={cfg.skip_limit}" if cfg.on_nonfinite == "skip" else ""))
                 else:
                     optimizer.step()
                     state.last_finite_norm = norm_value
@@ -257,31 +287,24 @@ def train(cfg: DictConfig, info: RunInfo) -> dict:
                                  **layer_stats.row}
                     tracker.log({"step": step, **train_row, "train/skipped_updates": state.skipped,
                                  "train/steps_per_s": step / state.train_time})
-                    bar.set_postfix(loss=f"{train_row['train/loss']:.4g}", refresh=False)
+                    bar.update(step, loss=train_row["train/loss"])
                     state.window_loss = state.window_norm = 0.0
                     state.window_n = 0
                     if step % cfg.eval_every == 0 or step == cfg.steps:
                         do_eval(step, train_row)
                     tick = time.perf_counter()
+                else:
+                    bar.update(step)
                 if probe_settings and (step % probe_settings.every == 0 or step == cfg.steps):
                     tick += do_probe(step, final=step == cfg.steps)
                 if step % cfg.checkpoint_every == 0 or stop.signum is not None:
                     save_checkpoint()
                 if stop.signum is not None:
-                    raise Preempted(stop.signum)
+                    raise Preempted(stop.signum, state.step)
             bar.close()
             save_checkpoint()
-
-        last = state.last_eval
-        summary.update(
-            status="finished",
-            final_loss=last["eval/loss"], final_accuracy=last["eval/accuracy"],
-            loss_over_baseline=last["eval/loss_over_baseline"],
-            final_solved=task.solved(last["eval/loss"], last["eval/accuracy"]),
-            skipped_updates=state.skipped,
-            steps_per_s=state.step / state.train_time if state.train_time > 0 else None,
-            parameters=sum(p.numel() for p in params), device=str(device),
-        )
+        summary.update(result_summary(state, task, cfg), parameters=sum(p.numel() for p in params),
+                       device=str(device))
         exit_code = 0
         return summary
     except Preempted as e:
@@ -302,18 +325,94 @@ def train(cfg: DictConfig, info: RunInfo) -> dict:
         raise
     finally:
         summary.update(solved=state.solved_step is not None, solved_step=state.solved_step,
-                       wall_time_s=time.perf_counter() - start)
+                       wall_time_s=wall_before + time.perf_counter() - start, segments=state.segments)
+        if state.last_probe is not None:
+            summary["probe"] = state.last_probe
         if probe_settings:
             summary["probe_time_s"] = probe_time
             if probe_settings.plots and len(probes):
                 _probe_figures(probes, info, tracker, figure_title(task.name, info.choices.get("model"),
                                                                     cfg.seq_len if task.total_len > 1 else None,
                                                                     probes.n_layers))
+        summary["wandb_run"] = tracker.run_id
         recorder.summary(summary)
-        tracker.summary({k: v for k, v in summary.items() if v is not None})
+        tracker.summary(results_only(summary, config))
         tracker.finish(exit_code=exit_code)
-        if summary["status"] == "preempted":
-            stop.chain()
+
+
+def too_many_skipped(skipped: int, step: int, cfg: DictConfig) -> bool:
+    """``on_nonfinite=skip`` gives up (diverged) once more than ``skip_limit`` of the updates so far,
+    and at least ``MIN_SKIPS_BEFORE_LIMIT`` of them, were skipped: a run that mostly skips is not
+    training, whatever its last finite loss says."""
+    return skipped >= MIN_SKIPS_BEFORE_LIMIT and skipped > cfg.get("skip_limit", 0.1) * step
+
+
+def result_summary(state: LoopState, task: Task, cfg: DictConfig) -> dict:
+    """The finished run's results, from its loop state alone (so a resumed run reports what an
+    uninterrupted one would). Wall time spans every segment; steps/s counts training time only."""
+    last = state.last_eval
+    return dict(status="finished", final_loss=last["eval/loss"], final_accuracy=last["eval/accuracy"],
+                loss_over_baseline=last["eval/loss_over_baseline"],
+                final_solved=task.solved(last["eval/loss"], last["eval/accuracy"]),
+                skipped_updates=state.skipped, train_time_s=state.train_time,
+                steps_per_s=state.step / state.train_time if state.train_time > 0 else None)
+
+
+def restore(path: Path, config: dict, cfg: DictConfig, model, optimizer, data_gen, device):
+    """(checkpoint dict, its LoopState) for a run directory with a checkpoint, else (None, a fresh
+    LoopState). A checkpoint of another experiment, or beyond ``steps``, is refused with one line."""
+    saved = checkpoint.load(path)
+    if saved is None:
+        return None, LoopState()
+    checkpoint.check_compatible(saved["config"], config, str(path.parent))
+    try:
+        state = LoopState(**saved["loop"])
+    except TypeError:
+        raise RunDirError(f"{path}: its loop state is not this version's; delete it to start afresh") from None
+    if cfg.steps < state.step:
+        raise ConfigError(f"steps={cfg.steps}: the checkpoint in {path.parent} is at step {state.step}; "
+                          f"a resumed run can only train further (steps >= {state.step})")
+    try:
+        model.load_state_dict(saved["model"])
+        optimizer.load_state_dict(saved["optimizer"])
+        data_gen.set_state(saved["data_rng"])
+        checkpoint.set_rng_state(saved["rng"], device)
+    except (RuntimeError, KeyError, ValueError, TypeError, IndexError) as e:
+        why = " ".join(str(e).split())[:160]
+        raise RunDirError(f"{path}: does not fit this model ({type(e).__name__}: {why}); delete it to "
+                          f"start afresh") from None
+    return saved, state
+
+
+def finished_summary(run_dir: Path, state: LoopState, cfg: DictConfig) -> dict | None:
+    """The summary of a run that already trained all ``cfg.steps`` and says so, else None."""
+    path = run_dir / "summary.json"
+    if state.step != cfg.steps or not path.is_file():
+        return None
+    try:
+        summary = json.loads(path.read_text())
+    except (OSError, ValueError):  # damaged: the rerun writes it again, from the checkpoint's state
+        return None
+    if not isinstance(summary, dict) or summary.get("status") != "finished" or summary.get("steps") != cfg.steps:
+        return None
+    return {**summary, "already_finished": True}
+
+
+def load_probes(path: Path, task: Task, state: LoopState) -> ProbeHistory:
+    """probe.npz up to the checkpoint; fewer probes than the checkpoint recorded (a deleted or damaged
+    file) is refused with one line rather than a run whose early probes are silently gone."""
+    history = ProbeHistory(task.lag)
+    if path.exists():
+        try:
+            history = ProbeHistory.load(path, until_step=state.step)
+        except Exception as e:  # noqa: BLE001 - BadZipFile, EOFError, ValueError, KeyError, ...
+            raise RunDirError(f"{path}: damaged ({type(e).__name__}); restore it, or delete "
+                              f"{path.parent / checkpoint.CHECKPOINT_NAME} to start this run afresh") from None
+    if len(history) != state.probes:
+        raise RunDirError(f"{path}: has {len(history)} of the {state.probes} probes up to step {state.step} "
+                          f"that the checkpoint recorded; restore it, or delete "
+                          f"{path.parent / checkpoint.CHECKPOINT_NAME} to start this run afresh")
+    return history
 
 
 def _probe_figures(probes: ProbeHistory, info: RunInfo, tracker, title: str) -> None:
@@ -339,25 +438,33 @@ def _grid_image(probes: ProbeHistory, info: RunInfo, tracker, settings) -> str |
         return None
 
 
-def _make_tracker(cfg: DictConfig, info: RunInfo, config: dict, task: Task, resume_id: str | None):
+def _make_tracker(cfg: DictConfig, info: RunInfo, config: dict, task: Task, name: str, saved: dict | None):
+    """The W&B run: grouped by setting (the UI's default grouping averages the seeds of one setting),
+    the sweep as a tag and config; a resumed run continues its W&B run (same id, name, group, _step)."""
     from hydra.utils import instantiate
 
+    saved = saved or {}
+    setting = saved.get("setting", info.setting)
     kwargs = {}
     if "group" in cfg.logger:
-        kwargs["group"] = cfg.logger.group or info.group
-    if resume_id:
-        kwargs["resume_id"] = resume_id
-    if info.setting:
-        config = {**config, "setting": info.setting}
-    return instantiate(cfg.logger)(run_dir=info.run_dir, config=config, name=info.name,
-                                   job_type=task.name, **kwargs)
+        kwargs["group"] = cfg.logger.group or (setting[:128] if setting else None)
+    if info.group and "tags" in cfg.logger:
+        kwargs["tags"] = [*cfg.logger.tags, info.group]
+    if saved.get("wandb_id"):
+        kwargs.update(resume_id=saved["wandb_id"], start_step=saved.get("wandb_step", 0))
+    config = {**config, **({"setting": setting} if setting else {}), **({"sweep": info.group} if info.group else {})}
+    return instantiate(cfg.logger)(run_dir=info.run_dir, config=config, name=name, job_type=task.name, **kwargs)
 
 
 def format_summary(s: dict) -> str:
-    """The few lines printed at the end of a run."""
+    """The line printed last: which run (task, model, T, seed, other overrides), then its results."""
+    name = s.get("name") or f"{s.get('task')} {s.get('model', '')} T={s.get('seq_len')}"
+    who = name if "seed=" in name else f"{name} seed={s.get('seed')}"
     if s.get("status") != "finished":
-        return f"run {s.get('status')}: {s.get('error', '')}"
+        return f"{who}: run {s.get('status')}: {s.get('error', '')}"
     solved = f"solved at step {s['solved_step']}" if s["solved"] else "not solved"
-    return (f"{s['task']} {s.get('model', '')}: final eval loss {s['final_loss']:.4g} vs baseline "
-            f"{s['baseline']:.4g} (ratio {s['loss_over_baseline']:.3g}), accuracy {s['final_accuracy']:.3f}; "
-            f"{solved}; {s['steps']} steps in {s['wall_time_s']:.1f} s ({s['steps_per_s'] or 0:.1f} steps/s)")
+    resumed = f", {s['segments']} segments" if s.get("segments", 1) > 1 else ""
+    return (f"{who}: final eval loss {s['final_loss']:.4g} vs baseline {s['baseline']:.4g} "
+            f"(ratio {s['loss_over_baseline']:.3g}), accuracy {s['final_accuracy']:.3f}; {solved}; "
+            f"{s['steps']} steps, {s['wall_time_s']:.1f} s wall{resumed} "
+            f"({s['steps_per_s'] or 0:.1f} steps/s in {s.get('train_time_s') or 0:.1f} s of training)")

@@ -32,12 +32,12 @@ they are (``depth_curve`` derives lag0 and tasklag from their mean_{key}).
 """
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
+from ..rundir import replace_atomic
 from .measure import ProbeResult
 
 FIT_FIELDS = ("gain", "half_life", "attenuation_decades", "horizon", "fit_lags")
@@ -157,15 +157,18 @@ class ProbeHistory:
 
     def save(self, path: str | Path) -> None:
         """Write probe.npz atomically (rewritten at every probe, so a stopped run keeps its probes)."""
-        path = Path(path)
-        tmp = path.with_name(path.name + ".tmp.npz")
-        np.savez(tmp, **self.arrays())
-        os.replace(tmp, path)
+        arrays = self.arrays()
+
+        def write(tmp: Path) -> None:
+            with open(tmp, "wb") as f:
+                np.savez(f, **arrays)
+
+        replace_atomic(Path(path), write)
 
     @classmethod
     def load(cls, path: str | Path, until_step: int | None = None) -> "ProbeHistory":
         """Read probe.npz back, keeping the probe times <= ``until_step`` (a resumed run's checkpoint)."""
-        with np.load(path) as data:
+        with np.load(path, allow_pickle=False) as data:
             arrays = {name: data[name] for name in data.files}
         steps = arrays.pop("steps")
         static = {name: arrays.pop(name) for name in _STATIC if name in arrays}
