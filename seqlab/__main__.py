@@ -26,7 +26,7 @@ def run(cfg: DictConfig) -> float:
     from hydra.core.hydra_config import HydraConfig
     from hydra.types import RunMode
 
-    from .rundir import resume_command
+    from .rundir import resume_command, shown
     from .tracking import sync_hint
     from .train import Diverged, Preempted, RunInfo, format_summary, train
 
@@ -59,8 +59,8 @@ def run(cfg: DictConfig) -> float:
         print(f"seqlab: {info.run_dir} already finished all {summary['steps']} steps; its results are "
               f"unchanged (give a larger steps= to train further)")
     else:
-        print(f"results: {info.run_dir}")
-        hint = sync_hint(info.run_dir, summary.get("wandb_run"))
+        print(f"results: {shown(info.run_dir)}")
+        hint = sync_hint(shown(info.run_dir), summary.get("wandb_run"))
         if hint:
             print(hint)
     print(format_summary(summary))

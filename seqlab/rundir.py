@@ -233,7 +233,8 @@ def _program() -> str:
     return "seqlab" if name == "seqlab" else "python -m seqlab"
 
 
-def _show(path: Path) -> str:
+def shown(path: Path) -> str:
+    """``path`` relative to the working directory when under it (what a user types), else absolute."""
     path = Path(path).absolute()
     try:
         return str(path.relative_to(Path.cwd()))
@@ -246,5 +247,5 @@ def resume_command(argv: list[str], run_dir: Path, sweep_dir: Path | None = None
     sweep, ``hydra.sweep.dir=SWEEP_DIR``: every job continues in its own directory)."""
     drop = ("hydra.sweep.dir=",) if sweep_dir else ("resume=", "hydra.run.dir=")
     kept = [a for a in argv if not a.lstrip("+").startswith(drop)]
-    extra = f"hydra.sweep.dir={_show(sweep_dir)}" if sweep_dir else f"resume={_show(run_dir)}"
+    extra = f"hydra.sweep.dir={shown(sweep_dir)}" if sweep_dir else f"resume={shown(run_dir)}"
     return " ".join([_program(), *map(shlex.quote, kept), shlex.quote(extra)])

@@ -325,3 +325,19 @@ def test_a_resumed_wandb_run_skips_what_a_killed_segment_already_sent(tmp_path):
     _, second = sorted(tmp_path.glob("wandb/offline-run-*"))
     history = [r["history"] for r in wandb_records(second) if r["type"] == "history"]
     assert [(h["step"]["num"], h["item"]["step"]) for h in history] == [(6, 6), (7, 7)]
+
+
+def test_an_unwritable_home_moves_wandbs_own_directories_into_the_run(tmp_path, monkeypatch, capfd):
+    from seqlab.tracking import WandbTracker
+
+    home = tmp_path / "home"
+    home.write_text("a file where a directory should be")  # nothing can be created under it
+    monkeypatch.setenv("HOME", str(home))
+    for var in ("WANDB_CONFIG_DIR", "WANDB_CACHE_DIR", "WANDB_DATA_DIR"):
+        monkeypatch.setenv(var, "")  # unset for the tracker; restored after the test
+    t = WandbTracker(run_dir=tmp_path / "run", config={}, name="t", job_type="test", mode="offline")
+    t.log({"step": 1, "train/loss": 1.0})
+    t.finish()
+    assert t.step == 1 and os.environ["WANDB_CONFIG_DIR"].startswith(str(tmp_path / "run" / "wandb"))
+    out, err = capfd.readouterr()
+    assert "ERROR" not in out + err and list((tmp_path / "run" / "wandb").glob("offline-run-*"))

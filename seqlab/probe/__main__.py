@@ -61,7 +61,7 @@ def load_checkpoint(model: torch.nn.Module, path: str) -> int | None:
     state, step = load_model_state(path)
     try:
         model.load_state_dict(state)
-    except RuntimeError as e:
+    except (RuntimeError, TypeError, AttributeError, KeyError, ValueError) as e:  # a foreign structure
         why = " ".join(ln.strip() for ln in str(e).splitlines()[1:3] if ln.strip())[:300]
         raise ConfigError(f"checkpoint={path!r}: does not fit this task and model ({why}); "
                           f"give the task and model options it was trained with") from None
@@ -75,7 +75,8 @@ def load_model_state(path: str) -> tuple[dict, int | None]:
     except Exception as e:
         raise ConfigError(f"checkpoint={path!r}: not readable as a checkpoint "
                           f"({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})") from None
-    check(isinstance(saved, dict) and "model" in saved, "checkpoint", path, 'must be a dict with a "model" state_dict')
+    check(isinstance(saved, dict) and isinstance(saved.get("model"), dict), "checkpoint", path,
+          'must be a dict with a "model" state_dict')
     loop = saved.get("loop")
     step = saved.get("step", loop.get("step") if isinstance(loop, dict) else None)
     return saved["model"], step

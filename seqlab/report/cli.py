@@ -36,7 +36,12 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     out = Path(args.out) if args.out else (Path(args.dirs[0]) / "report" if len(args.dirs) == 1 else Path("report"))
     root = Path(args.dirs[0]).resolve() if len(args.dirs) == 1 else None
-    written = write_report(runs, out, curve=args.curve, title=args.title, root=root)
+    try:
+        written = write_report(runs, out, curve=args.curve, title=args.title, root=root)
+    except OSError as e:  # -o is a file, read-only, under /proc, a full disk
+        print(f"seqlab.report: error: -o {out}: cannot write the report there ({e.strerror or type(e).__name__}); "
+              f"choose a writable folder", file=sys.stderr)
+        return 2
     # the terminal gets a glance (the full tables and notes are in the files)
     rows = [setting_row(s, args.curve) for s in group_runs(runs)]
     n_bad = sum(not r.finished for r in runs)

@@ -1,7 +1,9 @@
 """Loading run directories and grouping them into settings (the runs that differ only in seed).
 
 A run directory without ``summary.json`` is *unfinished* (still running, or killed); ``summary.json``
-says ``finished``, ``failed`` or ``diverged``. Reading never raises on missing or broken files.
+says ``finished``, ``failed`` or ``diverged``; one that cannot be read as a JSON object is *damaged*.
+Reading never raises on missing or broken files, never unpickles anything (``allow_pickle=False``,
+``yaml.safe_load``), and says what it could not read (``Run.problems``, shown in the runs table).
 """
 from __future__ import annotations
 
@@ -17,6 +19,7 @@ import yaml
 
 FINISHED = "finished"
 UNFINISHED = "unfinished"
+DAMAGED = "damaged"
 DEFAULT_CURVE = "h_l0"
 # Overrides that do not change what a run measures: runs differing only in these
 # (and the seed) are one setting.
@@ -41,6 +44,7 @@ class Run:
     metrics: list[dict]
     probe: dict[str, np.ndarray] | None = None
     setting: tuple = ()                          # filled in by ``group_runs``
+    problems: list[str] = field(default_factory=list)  # files that could not be read, and why
 
     @property
     def seed(self):
@@ -78,58 +82,97 @@ def _natural_key(p: Path):
     return [(0, int(s), "") if s.isdigit() else (1, 0, s) for s in p.parts]
 
 
-def _read_yaml(path: Path):
+def _read_yaml(path: Path, problems: list[str] | None = None):
     try:
         return yaml.safe_load(path.read_text()) if path.exists() else None
-    except (yaml.YAMLError, OSError):
+    except (yaml.YAMLError, OSError, UnicodeDecodeError, ValueError) as e:
+        if problems is not None:
+            problems.append(f"{path.name} unreadable ({type(e).__name__})")
         return None
 
 
-def _read_json(path: Path) -> dict:
-    try:
-        return json.loads(path.read_text()) if path.exists() else {}
-    except (json.JSONDecodeError, OSError):
+def _read_json(path: Path, problems: list[str]) -> dict | None:
+    """The JSON object in ``path``; {} when there is no file; None (and a problem) when it is damaged."""
+    if not path.exists():
         return {}
+    try:
+        data = json.loads(path.read_bytes().decode("utf-8"))
+    except (ValueError, OSError) as e:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+        problems.append(f"{path.name} damaged ({type(e).__name__})")
+        return None
+    if not isinstance(data, dict):
+        problems.append(f"{path.name} damaged (a JSON {type(data).__name__}, not an object)")
+        return None
+    return data
 
 
-def _read_metrics(path: Path) -> list[dict]:
-    rows = []
-    if path.exists():
-        for line in path.read_text().splitlines():
-            try:
-                rows.append(json.loads(line))
-            except json.JSONDecodeError:  # a line cut short by a kill
-                pass
+def _read_metrics(path: Path, problems: list[str]) -> list[dict]:
+    """Rows with an integer ``step``; a last line cut short by a kill is dropped quietly, any other
+    unreadable line is counted as a problem."""
+    if not path.exists():
+        return []
+    try:
+        text = path.read_bytes().decode("utf-8", errors="replace")
+    except OSError as e:
+        problems.append(f"{path.name} unreadable ({type(e).__name__})")
+        return []
+    lines = text.split("\n")
+    torn = lines.pop()  # after the last newline: empty, or a write cut short
+    rows, bad = [], 0
+    for line in lines:
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except ValueError:
+            row = None
+        if isinstance(row, dict) and isinstance(row.get("step"), int) and not isinstance(row["step"], bool):
+            rows.append(row)
+        else:
+            bad += 1
+    if bad:
+        problems.append(f"{path.name} damaged ({bad} of {bad + len(rows)} lines are not metrics rows)")
+    del torn
     return rows
 
 
-def _read_probe(path: Path) -> dict[str, np.ndarray] | None:
+def _read_probe(path: Path, problems: list[str]) -> dict[str, np.ndarray] | None:
     if not path.exists():
         return None
     try:
         with np.load(path, allow_pickle=False) as z:
             return {k: z[k] for k in z.files}
-    except Exception:  # a truncated file
+    except Exception as e:  # noqa: BLE001 - BadZipFile, EOFError, ValueError (a pickled array), ...
+        problems.append(f"{path.name} damaged ({type(e).__name__})")
         return None
 
 
 def load_run(path: str | Path) -> Run:
     """Read one run directory; never raises on missing or broken files."""
     path = Path(path)
-    config = _read_yaml(path / "config.yaml")
+    problems: list[str] = []
+    config = _read_yaml(path / "config.yaml", problems)
     if not isinstance(config, dict):  # the job died before train() wrote it: Hydra's composed config
-        config = _read_yaml(path / ".hydra" / "config.yaml") or {}
-        hydra_cfg = _read_yaml(path / ".hydra" / "hydra.yaml") or {}
-        choices = (hydra_cfg.get("hydra", {}).get("runtime", {}) or {}).get("choices", {}) or {}
-        config["choices"] = {k: v for k, v in choices.items() if not str(k).startswith("hydra")}
+        config = _read_yaml(path / ".hydra" / "config.yaml", problems)
+        config = config if isinstance(config, dict) else {}
+        hydra_cfg = _read_yaml(path / ".hydra" / "hydra.yaml", problems)
+        hydra_cfg = hydra_cfg if isinstance(hydra_cfg, dict) else {}
+        runtime = (hydra_cfg.get("hydra") or {}).get("runtime") if isinstance(hydra_cfg.get("hydra"), dict) else {}
+        choices = (runtime or {}).get("choices") if isinstance(runtime, dict) else {}
+        config["choices"] = {k: v for k, v in (choices or {}).items() if not str(k).startswith("hydra")} \
+            if isinstance(choices, dict) else {}
         if isinstance(config.get("seq_len"), str):  # unresolved
             config["seq_len"] = None
-    overrides = _read_yaml(path / ".hydra" / "overrides.yaml") or []
-    summary = _read_json(path / "summary.json")
-    status = str(summary.get("status", UNFINISHED)) if summary else UNFINISHED
+    overrides = _read_yaml(path / ".hydra" / "overrides.yaml", problems)
+    overrides = overrides if isinstance(overrides, list) else []
+    summary = _read_json(path / "summary.json", problems)
+    if summary is None:
+        status, summary = DAMAGED, {"error": problems[-1]}
+    else:
+        status = str(summary.get("status", UNFINISHED)) if summary else UNFINISHED
     return Run(path=path, status=status, config=config, overrides=[str(o) for o in overrides],
-               summary=summary, metrics=_read_metrics(path / "metrics.jsonl"),
-               probe=_read_probe(path / "probe.npz"))
+               summary=summary, metrics=_read_metrics(path / "metrics.jsonl", problems),
+               probe=_read_probe(path / "probe.npz", problems), problems=problems)
 
 
 def load_runs(paths: Iterable[str | Path]) -> list[Run]:

@@ -77,6 +77,7 @@ def run_cells(run: Run, label: str, root: Path | None) -> list[str]:
         last = run.metrics[-1]["step"] if run.metrics else None
         note = f"no summary.json: still running or killed (last eval at step {last})" if last is not None \
             else "no summary.json: still running or killed before its first evaluation"
+    note = "; ".join(n for n in [note, *(p for p in run.problems if p != note)] if n)
     return [_rel(run.path, root), label, str(run.seq_len), str(run.seed), run.status.upper() if not run.finished else run.status,
             f"{loss:.4g}" if isinstance(loss, (int, float)) else "—",
             str(s["solved_step"]) if s.get("solved_step") is not None else "—", note]
