@@ -141,6 +141,19 @@ def results_only(summary: dict, config: dict) -> dict:
             if v is not None and k not in NOT_RESULTS and k not in config and k not in choices}
 
 
+GROUP_MAX = 128  # W&B's limit on a group name
+
+
+def wandb_group(setting: str) -> str:
+    """The W&B group of a setting: the setting itself, or (past W&B's length limit) its start and a
+    hash of the whole, so two long settings never share a group by accident."""
+    if len(setting) <= GROUP_MAX:
+        return setting
+    import hashlib
+
+    return setting[:GROUP_MAX - 9] + "~" + hashlib.sha1(setting.encode()).hexdigest()[:8]
+
+
 def sync_hint(run_dir: Path, run_id: str | None) -> str | None:
     """How to upload an offline run: its first segment with ``wandb sync``, each later one (a resume)
     with ``wandb sync --append``, in order, so the history stays one run."""

@@ -39,7 +39,7 @@ from .progress import Progress
 from .rundir import RunDirError, RunLock
 from .tasks import Batch, Task
 from .tasks.base import lag_distribution
-from .tracking import NullTracker, RunRecorder, results_only
+from .tracking import NullTracker, RunRecorder, results_only, wandb_group
 
 EVAL_CHUNK = 256  # sequences per forward pass when evaluating (bounds memory at long T)
 STOP_SIGNALS = ("SIGINT", "SIGTERM", "SIGUSR2")  # SIGUSR2: SLURM/submitit's "about to be preempted"
@@ -447,7 +447,7 @@ def _make_tracker(cfg: DictConfig, info: RunInfo, config: dict, task: Task, name
     setting = saved.get("setting", info.setting)
     kwargs = {}
     if "group" in cfg.logger:
-        kwargs["group"] = cfg.logger.group or (setting[:128] if setting else None)
+        kwargs["group"] = cfg.logger.group or (wandb_group(setting) if setting else None)
     if info.group and "tags" in cfg.logger:
         kwargs["tags"] = [*cfg.logger.tags, info.group]
     if saved.get("wandb_id"):

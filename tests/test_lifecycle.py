@@ -341,3 +341,10 @@ def test_an_unwritable_home_moves_wandbs_own_directories_into_the_run(tmp_path, 
     assert t.step == 1 and os.environ["WANDB_CONFIG_DIR"].startswith(str(tmp_path / "run" / "wandb"))
     out, err = capfd.readouterr()
     assert "ERROR" not in out + err and list((tmp_path / "run" / "wandb").glob("offline-run-*"))
+
+
+def test_a_long_setting_keeps_a_distinct_wandb_group():
+    from seqlab.tracking import GROUP_MAX, wandb_group
+
+    a, b = "x" * 200, "x" * 199 + "y"
+    assert len(wandb_group(a)) == GROUP_MAX and wandb_group(a) != wandb_group(b) and wandb_group("short") == "short"

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from seqlab.tracking import wandb_group
 from wandb_records import wandb_exit_code, wandb_records
 
 FAST = ["steps=6", "eval_every=3", "eval_size=16", "batch_size=8", "log_every=3", "progress=false",
@@ -67,7 +68,7 @@ def test_basic_launcher_failed_job_and_wandb_groups(tmp_path):
     assert settings[0] == settings[1] != settings[2] == settings[3]
     assert "seed" not in settings[0] and "optim.lr=0.01" in settings[2]
     # W&B's default grouping averages the seeds of one setting; the sweep stays a tag and config
-    assert [records[n]["run_group"] for n in "0123"] == settings
+    assert [records[n]["run_group"] for n in "0123"] == [wandb_group(s) for s in settings]
     sweep_id = f"sweep-{sweep.parent.name}-{sweep.name}"
     assert all(sweep_id in records[n]["tags"] and value(n, "sweep") == sweep_id for n in "0123")
     # the offline report reads the same sweep: two settings of two seeds, the diverged ones marked
