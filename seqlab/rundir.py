@@ -210,7 +210,7 @@ def find_last(overrides: list[str], config_name: str = "config", root: Path = DE
     from hydra import compose, initialize_config_dir
     from omegaconf import OmegaConf
 
-    from .__main__ import CONF_DIR
+    from ._paths import CONF_DIR
 
     try:
         with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
