@@ -108,7 +108,7 @@ KNOBS: dict[str, Rule] = {
     # logger (conf/logger/)
     "logger.project": Text(), "logger.entity": Text(null=True), "logger.group": Text(null=True),
     "logger.mode": OneOf("offline", "online", "disabled", null=True), "logger.tags": ListOf(Text()),
-    "logger.init_timeout": Real(0, 3600, open="lo"),
+    "logger.init_timeout": Real(0, 3600, open="lo"), "logger.quiet": Flag(),
     # hydra's launchers and sweepers (conf/hydra/launcher/, conf/hparams_search/): checked for a multirun
     "hydra.launcher.n_jobs": Int(1, MAX_THREADS, also=(-1,), note="-1 = one per CPU core"),
     "hydra.launcher.verbose": Int(0), "hydra.launcher.timeout_min": Int(1),
