@@ -6,8 +6,13 @@
 Rows (median over --repeats, after one warm-up call each, flush_denormal on as in train.py):
   train step      fused forward + backward + Adam step, as train.py does it, at batch B
   gradient probe  gradient_curves: the tapped step path + one backward per loss step, at batch B
-  full probe      seqlab.probe.probe with conf/probe/default.yaml's settings (gradient probe +
-                  fits + top-16 Lyapunov exponents of each layer over the probe trajectory)
+  probe           seqlab.probe.probe without the spectrum (gradient probe + fits): every probe
+  full probe      seqlab.probe.probe with conf/probe/default.yaml's settings: + top-16 Lyapunov
+                  exponents of each layer over lyapunov_warmup + lyapunov_steps (500 + 3000) steps
+                  of the task's inputs (the first and the last probe of a run)
+  run share       what the probe adds to a default run (conf/config.yaml: steps, eval_every,
+                  eval_size; probe.every): (P - 2) probes + 2 full probes, over steps x train step
+                  + evaluations + the probes, with P = steps / every + 1 probes
   lyapunov T=1000 lyapunov_spectrum: 16 exponents, H=128, one sequence of 1000 steps
 For copy (several loss steps) it also times gradient_curves' one backward per loss step
 against batched VJPs (is_grads_batched, all loss steps in one vmapped backward).
@@ -24,6 +29,7 @@ import torch
 from seqlab.models import GRULayer, LSTMLayer, RNNLayer, SequenceModel
 from seqlab.probe import ProbeSettings, gradient_curves, lyapunov_spectrum, probe, probe_loss_steps
 from seqlab.tasks import Adding, Copy
+from seqlab.train import evaluate
 
 LAYERS = {"rnn": RNNLayer, "lstm": LSTMLayer, "gru": GRULayer}
 
@@ -72,6 +78,24 @@ def batched_vjp_fn(model, task, batch, max_loss_steps):
     return run
 
 
+def default_run() -> dict:
+    """steps, eval_every and eval_size of a default run, read from conf/config.yaml."""
+    import yaml
+
+    from seqlab.__main__ import CONF_DIR
+
+    cfg = yaml.safe_load((CONF_DIR / "config.yaml").read_text())
+    return {k: int(cfg[k]) for k in ("steps", "eval_every", "eval_size")}
+
+
+def run_share(run: dict, every: int, t_train: float, t_eval: float, t_probe: float, t_full: float) -> float:
+    """The probe's share of a default run's wall time: P probes (the first and last with the spectrum)."""
+    n_probes = run["steps"] // every + 1 + (run["steps"] % every != 0)
+    n_evals = run["steps"] // run["eval_every"] + 1 + (run["steps"] % run["eval_every"] != 0)
+    probes = (n_probes - 2) * t_probe + 2 * t_full
+    return probes / (run["steps"] * t_train + n_evals * t_eval + probes)
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--models", nargs="+", default=list(LAYERS), choices=list(LAYERS))
@@ -94,21 +118,30 @@ def main() -> None:
           f"H={args.hidden}, median of {args.repeats}; probe settings: max_loss_steps={settings.max_loss_steps}, "
           f"lyapunov_k={settings.lyapunov_k}, lyapunov_sequences={settings.lyapunov_sequences}\n")
 
-    print("| task | model | train step (ms) | gradient probe (ms) | ratio | full probe (ms) | ratio |")
-    print("|---|---|---:|---:|---:|---:|---:|")
+    run = default_run()
+    print(f"default run: {run['steps']} steps, probe every {settings.every}, eval of {run['eval_size']} "
+          f"every {run['eval_every']}\n")
+    print("| task | model | train step (ms) | gradient probe (ms) | ratio | probe (ms) | full probe (ms) | ratio "
+          "| run share |")
+    print("|---|---|---:|---:|---:|---:|---:|---:|---:|")
     tasks = [Adding(args.seq_len)] + ([] if args.no_copy else [Copy(args.seq_len)])
     for task in tasks:
         batch = task.make_batch(args.batch, torch.Generator().manual_seed(0))
+        eval_batch = task.make_batch(run["eval_size"], torch.Generator().manual_seed(1))
         for name in args.models:
             model = build(name, task, args.hidden)
-            t_train, t_grad, t_full = median_times([
+            t_train, t_grad, t_probe, t_full = median_times([
                 train_step_fn(model, task, batch),
                 partial(gradient_curves, model, task, batch, settings.max_loss_steps),
+                partial(probe, model, task, batch, settings, lyapunov=False),
                 partial(probe, model, task, batch, settings)], args.repeats)
+            (t_eval,) = median_times([partial(evaluate, model, task, eval_batch)], max(1, args.repeats // 3))
+            share = run_share(run, settings.every, t_train, t_eval, t_probe, t_full)
             label = task.name + (f" (L={len(probe_loss_steps(task, settings.max_loss_steps))})"
                                  if len(task.answer_steps) > 1 else "")
             print(f"| {label} | {name} | {1e3 * t_train:.1f} | {1e3 * t_grad:.1f} | {t_grad / t_train:.2f} "
-                  f"| {1e3 * t_full:.1f} | {t_full / t_train:.2f} |", flush=True)
+                  f"| {1e3 * t_probe:.1f} | {1e3 * t_full:.1f} | {t_full / t_train:.1f} | {100 * share:.2f}% |",
+                  flush=True)
 
     if not args.no_copy:
         task = Copy(args.seq_len)

@@ -12,7 +12,10 @@ probe.npz (P probe times, K lags, L loss steps, k exponents; float64 unless said
   per_loss_step_{key} (P, L, K)            batch mean, each loss step's own curve
   gain_{key}, half_life_{key}, attenuation_decades_{key}, horizon_{key},
   fit_lags_{key} (P,)      the fits of ``fit_curve``
-  lyapunov_l{i} (P, k)     top-k Lyapunov exponents of layer i, largest first
+  lyapunov_l{i} (P, k)     top-k Lyapunov exponents of layer i, largest first (NaN rows: a probe
+                           that did not compute them, see ProbeSettings.lyapunov_due)
+  lyapunov_err_l{i} (P, k) their convergence estimate (LyapunovEstimate.err)
+  lyapunov_steps (P,) int  steps the exponents were averaged over (0: none computed)
 
 The depth axis (files written since the depth probe; NL layers, G parameter groups,
 ``{d}`` a depth curve '{state}_{at}': 'h_lag0', 'h_tasklag', 'h_total', 'c_lag0', ...):
@@ -68,6 +71,9 @@ def result_arrays(result: ProbeResult) -> dict[str, np.ndarray]:
             out[f"depth_{field_name}_{name}"] = np.float64(result.depth_fits[name][field_name])
     for state, gains in result.depth_gain.items():
         out[f"depth_gain_by_lag_{state}"] = np.asarray(gains, dtype=np.float64)
+        if i < len(result.lyapunov_err):
+            out[f"lyapunov_err_l{i}"] = np.asarray(result.lyapunov_err[i], dtype=np.float64)
+    out["lyapunov_steps"] = np.int64(result.lyapunov_steps)
     return out
 
 

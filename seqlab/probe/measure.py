@@ -33,7 +33,7 @@ from ..models import SequenceModel
 from ..tasks import Batch, Task
 from .fit import fit_curve, fit_depth, noise_floor
 from .gradient import GradientCurves, gradient_curves
-from .lyapunov import lyapunov_spectra
+from .lyapunov import LyapunovEstimate, driving_inputs, layer_inputs, lyapunov_estimates
 
 
 @dataclass(frozen=True)
@@ -45,8 +45,10 @@ class ProbeSettings:
     horizon_floor: float = 1e-3
     lags: tuple[int, ...] = (1, 10, 100)
     lyapunov_k: int = 16
-    lyapunov_warmup: int = 50
+    lyapunov_steps: int = 3000
+    lyapunov_warmup: int = 500
     lyapunov_sequences: int = 1
+    lyapunov_every: int = 0
     plots: bool = True
 
     def __post_init__(self):
@@ -64,13 +66,21 @@ class ProbeSettings:
             check_int("probe.lags", lag, 0)
         object.__setattr__(self, "lags", lags)  # a ListConfig from Hydra -> a plain tuple
         check_int("probe.lyapunov_k", self.lyapunov_k, 0)
+        check_int("probe.lyapunov_steps", self.lyapunov_steps, 0)
         check_int("probe.lyapunov_warmup", self.lyapunov_warmup, 0)
         check_int("probe.lyapunov_sequences", self.lyapunov_sequences, 1)
+        check_int("probe.lyapunov_every", self.lyapunov_every, 0)
         check(isinstance(self.plots, bool), "probe.plots", self.plots, "must be true or false")
 
     def make_batch(self, task: Task, device="cpu") -> Batch:
         """The fixed probe batch, from its own generator (the training streams are untouched)."""
         return task.make_batch(self.batch_size, torch.Generator().manual_seed(self.seed)).to(device)
+
+    def lyapunov_due(self, step: int, first: bool, last: bool) -> bool:
+        """Whether the probe at ``step`` computes the spectrum: the first and the last probe of a
+        run, and every ``lyapunov_every`` updates when that is set (the long spectrum costs
+        ~5-20 training steps; README, "Lyapunov exponents")."""
+        return self.lyapunov_k > 0 and (first or last or (self.lyapunov_every > 0 and step % self.lyapunov_every == 0))
 
 
 DEPTH_AT = ("lag0", "tasklag", "total")
@@ -96,6 +106,8 @@ class ProbeResult:
     depth: dict[str, np.ndarray] = field(default_factory=dict)  # '{state}_{at}' -> (NL,) depth curve
     depth_fits: dict[str, dict[str, float]] = field(default_factory=dict)  # '{state}_{at}' -> fit_depth's
     depth_gain: dict[str, np.ndarray] = field(default_factory=dict)  # state -> (K,) depth gain at each lag
+    lyapunov_err: list[np.ndarray] = field(default_factory=list)  # per layer, (k,) convergence estimate
+    lyapunov_steps: int = 0                                     # averaged steps per sequence
 
     def summary(self) -> dict[str, dict[str, float]]:
         """Scalars per curve, per depth curve, per layer's spectrum, and the parameter-gradient norms:
@@ -108,8 +120,11 @@ class ProbeResult:
         if self.curves.param_grad_norm:
             out["param_grad_norm"] = dict(self.curves.param_grad_norm)
         for i, spectrum in enumerate(self.lyapunov):
+            err = self.lyapunov_err[i] if i < len(self.lyapunov_err) else np.full(len(spectrum), math.nan)
             out[f"lyapunov_l{i}"] = {"max": float(spectrum[0]) if len(spectrum) else math.nan,
-                                     "sum": float(spectrum.sum()), "k": len(spectrum)}
+                                     "max_err": float(err[0]) if len(err) else math.nan,
+                                     "sum": float(spectrum.sum()), "k": len(spectrum),
+                                     "steps": self.lyapunov_steps}
         return out
 
     def scalars(self, prefix: str = "") -> dict[str, float]:
@@ -118,8 +133,9 @@ class ProbeResult:
                 for name, value in values.items()}
 
 
-def probe(model: SequenceModel, task: Task, batch: Batch, settings: ProbeSettings = ProbeSettings()) -> ProbeResult:
-    """Measure the gradient through time and the Lyapunov spectra of ``model`` on ``batch``."""
+def probe(model: SequenceModel, task: Task, batch: Batch, settings: ProbeSettings = ProbeSettings(),
+          lyapunov: bool = True) -> ProbeResult:
+    """Measure the gradient through time (and, with ``lyapunov``, the Lyapunov spectra) of ``model`` on ``batch``."""
     curves = gradient_curves(model, task, batch, settings.max_loss_steps)
     floor = noise_floor(curves.dtype)
     fits = {key: fit_curve(g, horizon_floor=settings.horizon_floor, lags=settings.lags, task_lag=task.lag,
@@ -132,8 +148,26 @@ def probe(model: SequenceModel, task: Task, batch: Batch, settings: ProbeSetting
                       for name, g in depth.items()}
         depth_gain = {state: np.array([fit_depth(col, floor=floor)["gain"] for col in curves.grid(state).T])
                       for state in curves.states}
-    lyapunov = []
-    if settings.lyapunov_k > 0:
-        x = batch.inputs[:settings.lyapunov_sequences]
-        lyapunov = lyapunov_spectra(model, x, settings.lyapunov_k, settings.lyapunov_warmup, settings.seed)
-    return ProbeResult(curves, fits, lyapunov, depth, depth_fits, depth_gain)
+    result = ProbeResult(curves, fits, [], depth, depth_fits, depth_gain)
+    if lyapunov and settings.lyapunov_k > 0:
+        estimates = lyapunov_of(model, task, batch, settings)
+        result.lyapunov = [e.exponents for e in estimates]
+        result.lyapunov_err = [e.err for e in estimates]
+        result.lyapunov_steps = estimates[0].steps if estimates else 0
+    return result
+
+
+def lyapunov_of(model: SequenceModel, task: Task, batch: Batch, settings: ProbeSettings) -> list[LyapunovEstimate]:
+    """Every layer's top-k exponents with their convergence estimate.
+
+    ``lyapunov_steps > 0``: along ``lyapunov_warmup + lyapunov_steps`` steps of the task's own
+    sequences back to back (independent of T); 0: along the probe batch's own sequences
+    (warm-up at most T // 2; the finite-time estimate, biased by O(1/T)).
+    """
+    n = settings.lyapunov_sequences
+    if settings.lyapunov_steps > 0:
+        x = driving_inputs(task, settings.lyapunov_warmup + settings.lyapunov_steps, n, settings.seed,
+                           batch.inputs.device).to(batch.inputs.dtype)
+    else:
+        x = batch.inputs[:n]
+    return lyapunov_estimates(model, x, settings.lyapunov_k, settings.lyapunov_warmup, settings.seed)
