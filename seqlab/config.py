@@ -105,6 +105,11 @@ KNOBS: dict[str, Rule] = {
     "probe.max_loss_steps": Int(1), "probe.horizon_floor": Real(0, 1, open="both"),
     "probe.lags": ListOf(Int(0)), "probe.lyapunov_k": Int(0, 10**6), "probe.lyapunov_warmup": Int(0),
     "probe.lyapunov_sequences": Int(1), "probe.plots": Flag(),
+    "probe.lyapunov_steps": Int(0, 10**9), "probe.lyapunov_every": Int(0),
+    # gradient flossing (conf/floss/; the cross-knob rule "flosses nothing" is FlossSettings')
+    "floss.k": Int(1, 10**6), "floss.target": Real(-100, 100), "floss.steps": Int(1, 10**9), "floss.warmup": Int(0),
+    "floss.sequences": Int(1), "floss.lr": Real(0, open="lo", null=True), "floss.before": Int(0),
+    "floss.every": Int(0), "floss.during": Int(0), "floss.episodes": Int(0), "floss.seed": Int(0, SEED_MAX),
     # logger (conf/logger/)
     "logger.project": Text(), "logger.entity": Text(null=True), "logger.group": Text(null=True),
     "logger.mode": OneOf("offline", "online", "disabled", null=True), "logger.tags": ListOf(Text()),
@@ -286,6 +291,12 @@ def build_probe(cfg: DictConfig):
     return _instantiate(node, "probe") if node and "_target_" in node else None
 
 
+def build_floss(cfg: DictConfig):
+    """Gradient flossing's settings (``seqlab.flossing.FlossSettings``), or None for ``floss=none``."""
+    node = cfg.get("floss")
+    return _instantiate(node, "floss") if node and "_target_" in node else None
+
+
 def setup(cfg: DictConfig) -> tuple[torch.device, Task, SequenceModel]:
     """What every entry does first: validate, set the process knobs (threads, denormals), build the
     task, and build the model from ``cfg.seed`` on its device."""
@@ -350,7 +361,8 @@ def validate(cfg: DictConfig, memory_bytes: int | None = None, memory_where: str
         memory_bytes = memory.machine_memory(device)
         memory_where = f"this machine's {device.type.upper() if device.type == 'cuda' else 'RAM'}"
     memory.check_fits(terms, memory_bytes, memory_where)
+    build_floss(cfg)
 
 
-__all__ = ["CONF_DIR", "KNOBS", "ConfigError", "RunSchema", "build_model", "build_optimizer", "build_probe",
+__all__ = ["CONF_DIR", "KNOBS", "ConfigError", "RunSchema", "build_floss", "build_model", "build_optimizer", "build_probe",
            "build_task", "check_knobs", "is_int", "knob_leaves", "resolve_device", "rule_for", "setup", "validate"]

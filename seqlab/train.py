@@ -1,5 +1,5 @@
 """The one training loop, in plain order:
-batch -> forward -> loss -> backward -> (non-finite check) -> clip -> step -> (eval, probe, checkpoint, log).
+batch -> forward -> loss -> backward -> (non-finite check) -> clip -> step -> (floss, eval, probe, checkpoint, log).
 
 Only this module and ``__main__`` see the Hydra config. Glossary: B batch,
 T time, O outputs.
@@ -29,7 +29,8 @@ from omegaconf import DictConfig, OmegaConf
 
 from . import checkpoint
 from .checks import ConfigError
-from .config import build_optimizer, build_probe, setup
+from .config import build_floss, build_optimizer, build_probe, setup
+from .flossing import make_flossing
 from .models import SequenceModel
 from .probe import ProbeHistory, probe
 from .probe.layer_stats import LayerStats
@@ -163,6 +164,7 @@ def train(cfg: DictConfig, info: RunInfo) -> dict:
 def _train(cfg: DictConfig, info: RunInfo, run_dir: Path, stop: "StopFlag") -> dict:
     device, task, model = setup(cfg)
     optimizer = build_optimizer(cfg, model)
+    flossing = make_flossing(build_floss(cfg), cfg, model, task)  # None unless floss=...: then nothing changes
     params = list(model.parameters())
 
     def due(step: int) -> bool:  # steps that log a train row (and feed the next eval row)
@@ -181,6 +183,8 @@ def _train(cfg: DictConfig, info: RunInfo, run_dir: Path, stop: "StopFlag") -> d
         if done is not None:
             return done  # a rerun of a finished run: its results stay as they are
         state.segments += 1
+        if flossing and "floss" in saved:
+            flossing.load_state_dict(saved["floss"])
     name = saved.get("name", info.name) if saved else info.name
     probe_settings = build_probe(cfg)
     probe_path = run_dir / "probe.npz"
@@ -209,6 +213,7 @@ def _train(cfg: DictConfig, info: RunInfo, run_dir: Path, stop: "StopFlag") -> d
             "name": name, "setting": (saved or {}).get("setting", info.setting),
             **({"wandb_id": tracker.run_id, "wandb_step": tracker.step} if tracker.run_id else
                {k: saved[k] for k in ("wandb_id", "wandb_step") if saved and k in saved}),
+            **({"floss": flossing.state_dict()} if flossing else {}),
         })
 
     def do_eval(step: int, extra: dict) -> None:
@@ -225,11 +230,20 @@ def _train(cfg: DictConfig, info: RunInfo, run_dir: Path, stop: "StopFlag") -> d
             state.solved_step = step
         state.last_eval = row
 
+    def do_floss(step: int) -> None:
+        """Gradient flossing when an episode is due (seqlab/flossing.py): before training, at step 0."""
+        row = flossing(step)
+        if row is not None:
+            recorder.metrics(row)
+            tracker.log(row)
+            summary.setdefault("flossing", []).append(row)
+
     def do_probe(step: int, final: bool = False) -> float:
         """Probe the gradient through time; returns the seconds it took (not training time)."""
         nonlocal probe_time
         t0 = time.perf_counter()
-        result = probe(model, task, probe_batch, probe_settings)
+        result = probe(model, task, probe_batch, probe_settings,
+                       lyapunov=probe_settings.lyapunov_due(step, first=len(probes) == 0, last=final))
         probes.append(step, result)
         probes.save(probe_path)
         state.probes = len(probes)
@@ -242,6 +256,8 @@ def _train(cfg: DictConfig, info: RunInfo, run_dir: Path, stop: "StopFlag") -> d
     try:
         with stop:
             if saved is None:
+                if flossing:
+                    do_floss(0)
                 do_eval(0, {})
                 if probe_settings:
                     do_probe(0, final=cfg.steps == 0)
@@ -279,6 +295,8 @@ def _train(cfg: DictConfig, info: RunInfo, run_dir: Path, stop: "StopFlag") -> d
                     state.window_n += 1
                 state.step = step
 
+                if flossing:
+                    do_floss(step)
                 if due(step):
                     state.train_time += time.perf_counter() - tick
                     n = max(state.window_n, 1)
