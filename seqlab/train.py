@@ -189,6 +189,7 @@ def _train(cfg: DictConfig, info: RunInfo, run_dir: Path, stop: "StopFlag") -> d
     probe_settings = build_probe(cfg)
     probe_path = run_dir / "probe.npz"
     probes = load_probes(probe_path, task, state) if probe_settings and saved else ProbeHistory(task.lag)
+    probes.drop_lyapunov(lambda i, step: probe_settings.lyapunov_due(step, first=i == 0, last=step == cfg.steps))
     recorder = RunRecorder(run_dir, config, keep_until_step=state.step if saved else None,
                            expected_rows=state.evals if saved else None)
     tracker = (_make_tracker(cfg, info, config, task, name, saved) if cfg.logger else None) or NullTracker()

@@ -98,6 +98,17 @@ class ProbeHistory:
         self.steps.append(int(step))
         self.rows.append(result_arrays(result))
 
+    def drop_lyapunov(self, due) -> None:
+        """Blank the spectrum of every probe time ``i`` (at ``step``) where ``due(i, step)`` is false.
+
+        A resumed run: the first part's last probe computed the spectrum as its end, which an
+        uninterrupted run does not; dropping it keeps the two histories equal."""
+        for i, (step, row) in enumerate(zip(self.steps, self.rows)):
+            if not due(i, step):
+                for name in [n for n in row if n.startswith("lyapunov_l") or n.startswith("lyapunov_err_l")]:
+                    del row[name]
+                row["lyapunov_steps"] = np.int64(0)
+
     def __len__(self) -> int:
         return len(self.steps)
 
