@@ -11,6 +11,8 @@ from seqlab.report.figures import _colors, plot_decay_curves, plot_learning_curv
 from seqlab.report.layers import plot_depth_curves, plot_layer_speed
 from seqlab.report.runs import DEFAULT_CURVE, FINISHED, Run, group_runs
 from seqlab.report.stats import _status_counts, curves_in, setting_row
+from seqlab.report.trainability import (TABLE_HEADER as TRAIN_HEADER, misses_lines, notes as train_notes_of,
+                                        plot_trainability, table_rows as train_rows, trainability)
 from seqlab.report.tables import (RUN_HEADER, _html_table, _json_row, _markdown_table, run_cells, table_cells,
                                   table_header)
 
@@ -35,6 +37,13 @@ def write_report(runs: Sequence[Run], out: str | Path, curve: str = DEFAULT_CURV
     written.update({k: v for k, v in figs.items() if v is not None})
     if len({task_label(s) for s in settings}) > 1:  # one cell across tasks, on its own page
         written.update(write_across_tasks(settings, out, curve, title))
+    train_result = trainability(runs, curve)
+    if "refused" not in train_result:
+        fig = plot_trainability(runs, out / "trainability.png", curve, title, train_result)
+        if fig is not None:
+            written["trainability"] = fig
+    train_notes = train_notes_of(train_result)
+    train_table = [] if "refused" in train_result else train_rows(train_result)
 
     label_of = {id(r): s.label for s in settings for r in s.runs}
     table = [table_cells(r) for r in rows]
@@ -55,6 +64,11 @@ def write_report(runs: Sequence[Run], out: str | Path, curve: str = DEFAULT_CURV
     for name in FIGURES:
         if name in written:
             md += [f"![{name}]({written[name].name})", ""]
+    md += ["## Trainability: does the step-0 probe predict which runs solve?", "", *train_notes, ""]
+    if train_table:
+        md += [_markdown_table(TRAIN_HEADER, train_table), "", *misses_lines(train_result), ""]
+        if "trainability" in written:
+            md += [f"![trainability]({written['trainability'].name})", ""]
     md += ["## Runs", "", _markdown_table(RUN_HEADER, run_table), ""]
     written["markdown"] = out / "report.md"
     written["markdown"].write_text("\n".join(md))
@@ -68,6 +82,13 @@ def write_report(runs: Sequence[Run], out: str | Path, curve: str = DEFAULT_CURV
     for name in FIGURES:
         if name in written:
             page.append(f"<p><img src='{written[name].name}' alt='{name}'></p>")
+    page += ["<h2>Trainability: does the step-0 probe predict which runs solve?</h2>",
+             *[f"<p>{html.escape(n)}</p>" for n in train_notes]]
+    if train_table:
+        page.append(_html_table(TRAIN_HEADER, train_table))
+        page += [f"<p>{html.escape(line)}</p>" for line in misses_lines(train_result) if line]
+        if "trainability" in written:
+            page.append(f"<p><img src='{written['trainability'].name}' alt='trainability'></p>")
     page += ["<h2>Runs</h2>", _html_table(RUN_HEADER, run_table, status_col=4), "</body></html>"]
     written["html"] = out / "report.html"
     written["html"].write_text("\n".join(page))
@@ -78,6 +99,7 @@ def write_report(runs: Sequence[Run], out: str | Path, curve: str = DEFAULT_CURV
         "runs": [{"path": str(r.path), "setting": label_of[id(r)], "seq_len": r.seq_len, "seed": r.seed,
                   "status": r.status, "final_loss": r.summary.get("final_loss"),
                   "solved_step": r.summary.get("solved_step"), "error": r.error} for r in runs],
+        "trainability": train_result,
     }, indent=2, default=str) + "\n")
     return written
 
