@@ -61,6 +61,8 @@ def result_arrays(result: ProbeResult) -> dict[str, np.ndarray]:
             out[f"{name}_{key}"] = np.float64(result.fits[key][name])
     for i, spectrum in enumerate(result.lyapunov):
         out[f"lyapunov_l{i}"] = np.asarray(spectrum, dtype=np.float64)
+        if i < len(result.lyapunov_err):
+            out[f"lyapunov_err_l{i}"] = np.asarray(result.lyapunov_err[i], dtype=np.float64)
     for key, value in c.total.items():
         out[f"total_{key}"] = np.float64(value)
     if c.param_grad_norm:
@@ -71,8 +73,6 @@ def result_arrays(result: ProbeResult) -> dict[str, np.ndarray]:
             out[f"depth_{field_name}_{name}"] = np.float64(result.depth_fits[name][field_name])
     for state, gains in result.depth_gain.items():
         out[f"depth_gain_by_lag_{state}"] = np.asarray(gains, dtype=np.float64)
-        if i < len(result.lyapunov_err):
-            out[f"lyapunov_err_l{i}"] = np.asarray(result.lyapunov_err[i], dtype=np.float64)
     out["lyapunov_steps"] = np.int64(result.lyapunov_steps)
     return out
 
