@@ -72,11 +72,13 @@ def test_known_answer(tmp_path):
     assert -5.0 < p["log_g_lag"]["threshold"] < -1.5
     for key in ("lyapunov_max", "horizon_over_lag"):  # the same value for every run: no information
         assert p[key]["auc"] == 0.5
-    for key in ("cell", "T", "cell_T"):  # half of every cell and every T solves
+    for key in ("cell", "T", "cell_T", "setting"):  # half of every cell, T and setting solves
         assert p[key]["auc"] == 0.5 and p[key]["cv_accuracy"][0] <= 0.6
     assert p["majority"]["cv_accuracy"][0] <= 0.6
     assert p["classifier"]["cv_accuracy"][0] >= 0.95
     assert result["misses"] == []
+    within = {w["cell"]: w for w in result["within_cell"]}
+    assert set(within) == {"rnn", "lstm", "gru"} and within["gru"]["auc"]["log_g_lag"] == 1.0
 
 
 def test_report_writes_the_section_figure_and_json(tmp_path):

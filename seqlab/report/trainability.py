@@ -14,8 +14,10 @@ best single threshold (either direction) and its accuracy on all runs, and the
 accuracy / AUC of that threshold rule fitted on the training folds and scored on the
 held-out fold (stratified k-fold, repeated). Then a small classifier over the five
 (standardized logistic regression), and trivial predictors that know only the cell
-family, only T, or both (the training folds' solve rate per value), and always the
-majority class: the probe's added value is what it gains over those.
+family, only T, both, or the whole setting but the seed (the training folds' solve rate
+per value), and always the majority class: the probe's added value is what it gains over
+those. Within each cell family with both outcomes, each statistic's AUC again (the family
+predicts nothing there).
 
 "Solved" is the task's own bar reached at any evaluation (summary.json ``solved``).
 Runs without a step-0 probe, failed or unfinished runs are left out (counted).
@@ -31,7 +33,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from seqlab.report.runs import DEFAULT_CURVE, Run
+from seqlab.report.runs import DEFAULT_CURVE, Run, setting_of
 from seqlab.report.stats import curve_key
 
 MIN_RUNS = 10
@@ -48,7 +50,8 @@ STATISTICS = [  # key, label
     ("half_life_over_lag", "half-life / lag"),
     ("lyapunov_max", "λ1"),
 ]
-TRIVIAL = [("cell", "cell family alone"), ("T", "T alone"), ("cell_T", "cell family and T")]
+TRIVIAL = [("cell", "cell family alone"), ("T", "T alone"), ("cell_T", "cell family and T"),
+           ("setting", "the setting: every knob but the seed")]
 
 
 class Refused(ValueError):
@@ -66,6 +69,7 @@ class RunPoint:
     loss_over_baseline: float
     solved_step: int | None
     stats: dict[str, float] = field(default_factory=dict)
+    setting: str = ""                 # every knob but the seed (seqlab.report.runs.setting_of)
 
 
 def _cell(run: Run) -> str:
@@ -117,7 +121,8 @@ def collect(runs: Sequence[Run], curve: str = DEFAULT_CURVE) -> tuple[list[RunPo
             evals = [m for m in run.metrics if "eval/loss_over_baseline" in m]
             lob = evals[-1]["eval/loss_over_baseline"] if evals else None
         points.append(RunPoint(run, _cell(run), run.seq_len, bool(s.get("solved")),
-                               float(lob) if lob is not None else math.nan, s.get("solved_step"), stats))
+                               float(lob) if lob is not None else math.nan, s.get("solved_step"), stats,
+                               " ".join(f"{k}={v}" for k, v in sorted(setting_of(run).items()))))
     return points, {k: v for k, v in left_out.items() if v}
 
 
@@ -182,7 +187,7 @@ def analyze(points: Sequence[RunPoint]) -> dict:
     X = {key: np.array([p.stats[key] for p in points], dtype=np.float64) for key, _ in STATISTICS}
     usable = [key for key, _ in STATISTICS if np.isfinite(X[key]).all()]
     cats = {"cell": [p.cell for p in points], "T": [str(p.T) for p in points],
-            "cell_T": [f"{p.cell}|{p.T}" for p in points]}
+            "cell_T": [f"{p.cell}|{p.T}" for p in points], "setting": [p.setting for p in points]}
     splitter = RepeatedStratifiedKFold(n_splits=folds, n_repeats=REPEATS, random_state=0)
     per_fold: dict[str, dict[str, list[float]]] = {}
     oof_wrong = np.zeros(len(points), dtype=int)  # the classifier's out-of-fold misses per run
@@ -231,8 +236,16 @@ def analyze(points: Sequence[RunPoint]) -> dict:
     misses = [{"path": str(points[i].run.path), "cell": points[i].cell, "T": points[i].T,
                "solved": bool(y[i]), "missed_fraction": float(oof_wrong[i] / oof_seen[i])}
               for i in range(len(points)) if oof_seen[i] and oof_wrong[i] / oof_seen[i] > 0.5]
+    within = []  # does the probe separate runs within one cell family (where the family says nothing)?
+    for cell in sorted({p.cell for p in points}):
+        m = np.array([p.cell == cell for p in points])
+        ym = y[m]
+        if ym.sum() and (~ym).sum():
+            within.append({"cell": cell, "runs": int(m.sum()), "solved": int(ym.sum()),
+                           "auc": {key: _auc(ym, X[key][m]) for key in usable},
+                           "accuracy": {key: _best_threshold(X[key][m], ym)[2] for key in usable}})
     return {"runs": len(points), "solved": int(y.sum()), "folds": folds, "repeats": REPEATS,
-            "statistics_used": usable, "predictors": rows, "misses": misses,
+            "statistics_used": usable, "predictors": rows, "misses": misses, "within_cell": within,
             "misses_by_group": _group_misses(misses, points)}
 
 
@@ -321,13 +334,28 @@ def notes(result: dict) -> list[str]:
             f"accuracy: fitted on all runs (optimistic). CV: the threshold rule, lookup table or classifier "
             f"fitted on the training folds and scored on the held-out fold, {result['folds']}-fold stratified, "
             f"repeated {result['repeats']} times: mean ± std over the {result['folds'] * result['repeats']} folds. "
-            f"Trivial predictors know only the cell family and/or T (the training folds' solve rate per value)."]
+            f"Trivial predictors know only the cell family and/or T, or the whole setting but the seed (the training "
+            f"folds' solve rate per value; the setting is the ceiling of what the configuration alone tells)."]
 
 
 def misses_lines(result: dict) -> list[str]:
-    if "refused" in result or not result["misses_by_group"]:
+    if "refused" in result:
         return []
-    out = ["Where the probe classifier fails (runs it misclassified in more than half of their held-out folds), "
+    out = []
+    if result.get("within_cell"):
+        labels = dict(STATISTICS)
+        keys = result["statistics_used"]
+        out += ["Within one cell family (the runs of a family with both outcomes; the family itself "
+                "predicts nothing there): AUC / best-threshold accuracy, on all of the family's runs:", "",
+                "| cell | runs | solved | " + " | ".join(labels[k] for k in keys) + " |",
+                "|---|---|---|" + "---|" * len(keys)]
+        for w in result["within_cell"]:
+            out.append(f"| {w['cell']} | {w['runs']} | {w['solved']} | "
+                       + " | ".join(f"{_f(w['auc'][k])} / {_f(w['accuracy'][k])}" for k in keys) + " |")
+        out.append("")
+    if not result["misses_by_group"]:
+        return out
+    out += ["Where the probe classifier fails (runs it misclassified in more than half of their held-out folds), "
            "per cell and T:", ""]
     for g in result["misses_by_group"]:
         out.append(f"- {g['cell']}, T = {g['T']}: {g['missed']} of {g['runs']} runs ({g['solved']} of them solved)")
@@ -362,7 +390,9 @@ def plot_trainability(runs: Sequence[Run], path: Path, curve: str = DEFAULT_CURV
         t = thresholds.get(key)
         if t is not None and xs and min(xs) <= t <= max(xs):  # not for a rule that puts every run on one side
             ax.axvline(t, color="0.4", ls="--", lw=0.9)
-        ax.set_xlabel(label)
+        ax.set_xlabel(label + (" (log)" if key == "half_life_over_lag" else ""))
+        if key == "half_life_over_lag":  # from ~0.01 to the cap (no decay) 1e3
+            ax.set_xscale("log")
         ax.set_yscale("log")
         ax.grid(True, alpha=0.3)
     axes[0].set_ylabel("final eval loss / baseline")
