@@ -28,6 +28,9 @@ into ``OUT`` (default: ``DIR/report`` for one directory, else ``./report``):
   layer_speed.png          "early layers barely update": each layer's update ratio
                            ||dW_l||/||W_l|| and gradient norm against the step
                            (seqlab.report.layers)
+  trainability.png         does the step-0 probe predict which runs solve? each
+                           statistic against the outcome (seqlab.report.trainability;
+                           its numbers are a section of report.md/html/json)
 
 A run directory without ``summary.json`` is *unfinished* (still running, or
 killed); ``summary.json`` says ``finished``, ``failed`` or ``diverged``. Only
