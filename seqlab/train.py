@@ -233,7 +233,7 @@ def _train(cfg: DictConfig, info: RunInfo, run_dir: Path, stop: "StopFlag") -> d
 
     def do_floss(step: int) -> None:
         """Gradient flossing when an episode is due (seqlab/flossing.py): before training, at step 0."""
-        row = flossing(step)
+        row = flossing(step) if flossing else None
         if row is not None:
             recorder.metrics(row)
             tracker.log(row)
@@ -257,8 +257,7 @@ def _train(cfg: DictConfig, info: RunInfo, run_dir: Path, stop: "StopFlag") -> d
     try:
         with stop:
             if saved is None:
-                if flossing:
-                    do_floss(0)
+                do_floss(0)
                 do_eval(0, {})
                 if probe_settings:
                     do_probe(0, final=cfg.steps == 0)
@@ -296,8 +295,7 @@ def _train(cfg: DictConfig, info: RunInfo, run_dir: Path, stop: "StopFlag") -> d
                     state.window_n += 1
                 state.step = step
 
-                if flossing:
-                    do_floss(step)
+                do_floss(step)
                 if due(step):
                     state.train_time += time.perf_counter() - tick
                     n = max(state.window_n, 1)
