@@ -80,7 +80,7 @@ def test_training_is_bit_identical_until_an_episode_is_due(tmp_path):
     assert [r["step"] for r in on["flossing"]] == [4] and on["flossing"][0]["floss/updates"] == 3
 
 
-@pytest.mark.parametrize("override, allowed", [("floss.k=0", "an integer >= 1"),
+@pytest.mark.parametrize("override, allowed", [("floss.k=0", "an integer in [1, 10^6]"),
                                                ("floss.before=0", "flosses nothing")])
 def test_bad_flossing_knob_is_one_line(tmp_path, override, allowed):
     r = subprocess.run([sys.executable, "-m", "seqlab", "floss=default", override, "logger=none", "steps=1",
