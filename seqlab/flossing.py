@@ -88,6 +88,7 @@ class Flossing:
         self.generator = torch.Generator().manual_seed(settings.seed)  # inputs' seeds: not the training streams
         self.done_episodes = 0
         self.updates = 0
+        self.rows: list[dict] = []  # one log row per episode (summary.json["flossing"])
 
     def due(self, step: int) -> int:
         """Flossing updates due at ``step`` (0 = before training)."""
@@ -126,16 +127,18 @@ class Flossing:
         for i, (a, b) in enumerate(zip(first[1], last[1])):
             row[f"floss/lambda_max_l{i}_first"] = a
             row[f"floss/lambda_max_l{i}_last"] = b
+        self.rows.append(row)
         return row
 
     def state_dict(self) -> dict:
         return {"optimizer": self.optimizer.state_dict(), "generator": self.generator.get_state(),
-                "done_episodes": self.done_episodes, "updates": self.updates}
+                "done_episodes": self.done_episodes, "updates": self.updates, "rows": list(self.rows)}
 
     def load_state_dict(self, state: dict) -> None:
         self.optimizer.load_state_dict(state["optimizer"])
         self.generator.set_state(state["generator"])
         self.done_episodes, self.updates = state["done_episodes"], state["updates"]
+        self.rows = list(state.get("rows", []))
 
 
 def make_flossing(settings: FlossSettings | None, cfg, model: SequenceModel, task: Task) -> Flossing | None:

@@ -232,12 +232,12 @@ def _train(cfg: DictConfig, info: RunInfo, run_dir: Path, stop: "StopFlag") -> d
         state.last_eval = row
 
     def do_floss(step: int) -> None:
-        """Gradient flossing when an episode is due (seqlab/flossing.py): before training, at step 0."""
+        """Gradient flossing when an episode is due (seqlab/flossing.py): before training, at step 0.
+        Its rows go to the tracker and summary.json (metrics.jsonl holds the evaluations only)."""
         row = flossing(step) if flossing else None
         if row is not None:
-            recorder.metrics(row)
             tracker.log(row)
-            summary.setdefault("flossing", []).append(row)
+            summary["flossing"] = flossing.rows
 
     def do_probe(step: int, final: bool = False) -> float:
         """Probe the gradient through time; returns the seconds it took (not training time)."""

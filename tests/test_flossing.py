@@ -88,3 +88,18 @@ def test_bad_flossing_knob_is_one_line(tmp_path, override, allowed):
     assert r.returncode == 2 and r.stderr.strip().count("\n") == 0, r.stderr
     assert r.stderr.startswith(f"seqlab: error: {override.split('=')[0]}") and allowed in r.stderr
     assert not (tmp_path / "x").exists()
+
+
+def test_a_resumed_flossing_run_equals_an_uninterrupted_one(tmp_path):
+    # episodes at steps 4 and 8; the first part stops at 4 (its checkpoint holds flossing's Adam,
+    # generator and rows), the rerun into the same directory continues to 8
+    args = ("floss=default", "floss.before=2", "floss.every=4", "floss.during=2", "floss.steps=10",
+            "floss.warmup=2", "checkpoint_every=4")
+    whole = train(compose_cfg(*args, "steps=8"), RunInfo(run_dir=tmp_path / "whole", name="whole"))
+    train(compose_cfg(*args, "steps=4"), RunInfo(run_dir=tmp_path / "parts", name="parts"))
+    parts = train(compose_cfg(*args, "steps=8"), RunInfo(run_dir=tmp_path / "parts", name="parts"))
+    assert parts["resumed_from_step"] == 4
+    assert (tmp_path / "whole" / "metrics.jsonl").read_text() == (tmp_path / "parts" / "metrics.jsonl").read_text()
+    strip = lambda rows: [{k: v for k, v in r.items() if k != "floss/seconds"} for r in rows]  # noqa: E731
+    assert [r["step"] for r in parts["flossing"]] == [0, 4, 8]
+    assert strip(parts["flossing"]) == strip(whole["flossing"])
