@@ -46,3 +46,17 @@ def test_threads_benchmark_quick(tmp_path):
     for cond in ("alone", "competing"):
         for v in saved["rows"][0]["steps_per_s"][cond].values():
             assert math.isfinite(v) and v > 0
+
+
+def test_startup_benchmark_reaches_the_first_step_without_plotting_or_wandb(tmp_path):
+    """benchmarks/startup.py on the lightest variant: every phase measured, and what the README says is
+    not imported before the first step (matplotlib; W&B with logger=none) is not."""
+    spec = importlib.util.spec_from_file_location(
+        "seqlab_benchmark_startup", Path(__file__).resolve().parents[1] / "benchmarks" / "startup.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    res = module.main(["--variants", "probe=none logger=none", "--repeats", "1", "--out", str(tmp_path / "s.json")])
+    (run,) = res["runs"]["probe=none logger=none"]
+    assert run["wall"]["total"] > 0 and all(run["cpu"][p] >= 0 for p in module.PHASES)
+    assert "torch" in run["modules"]["first_step"]
+    assert not {"matplotlib", "wandb", "scipy"} & set(run["modules"]["first_step"])
