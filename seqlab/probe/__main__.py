@@ -134,8 +134,8 @@ def _tracker(cfg: DictConfig, run_dir: Path, task, choices: dict, step: int):
         return NullTracker()
     name = f"probe {task.name}-{choices.get('model') or 'model'}-T{cfg.seq_len} step {step}"
     config = {**OmegaConf.to_container(cfg, resolve=True), "choices": choices, "mode": "probe"}
-    return _make_tracker(cfg, RunInfo(run_dir=run_dir, name=name, choices=choices), config, task,
-                         resume_id=None) or NullTracker()
+    return _make_tracker(cfg, RunInfo(run_dir=run_dir, name=name, choices=choices), config, task, name,
+                         None) or NullTracker()
 
 
 def _hydra_choices() -> dict:
@@ -157,7 +157,9 @@ def format_probe(summary: dict) -> str:
         if key == "step":
             continue
         if key.startswith("lyapunov"):
-            lines.append(f"  {key}: top exponent {s['max']:.4g} per step (sum of top {s['k']}: {s['sum']:.4g})")
+            err = f" ± {s['max_err']:.2g}" if s.get("max_err") is not None else ""
+            lines.append(f"  {key}: top exponent {s['max']:.4g}{err} per step over {s.get('steps', '?')} steps "
+                         f"(sum of top {s['k']}: {s['sum']:.4g})")
         elif key.startswith("depth_"):
             under = f", underflow at layer {s['underflow_layer']}" if s["underflow_layer"] >= 0 else ""
             lines.append(f"  {key}: gain {s['gain']:.4g} per layer, {s['attenuation_decades']:.3g} decades "
