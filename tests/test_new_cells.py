@@ -58,6 +58,22 @@ def test_fast_path_equals_step_path_outputs_and_gradients(name):
         torch.testing.assert_close(a, b, rtol=1e-8, atol=1e-11)
 
 
+@pytest.mark.parametrize("name", CELLS)
+def test_reading_out_at_the_loss_steps_only_changes_nothing_there(name):
+    """The last layer hands back only the loss steps (no stack of all T): same outputs and gradients."""
+    m = model(name)
+    x = torch.randn(3, 23, 3, dtype=torch.float64)
+    steps = torch.tensor([4, 17, 22])
+    part, full = m(x, steps=steps), m(x)
+    torch.testing.assert_close(part[:, steps], full[:, steps], rtol=1e-12, atol=1e-13)
+    assert (part[:, [0, 5, 21]] == 0).all()
+    params = list(m.parameters())
+    g_part = torch.autograd.grad(part[:, steps].square().sum(), params)
+    g_full = torch.autograd.grad(full[:, steps].square().sum(), params)
+    for a, b in zip(g_part, g_full):
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)
+
+
 @pytest.mark.parametrize("T", [1, 2, 7, 16, 33])
 @pytest.mark.parametrize("method", ["chunked", "parallel", "log"])
 def test_every_scan_equals_the_loop_at_any_length(method, T):

@@ -41,6 +41,9 @@ class RecurrentLayer(nn.Module):
     """
 
     state_names: ClassVar[tuple[str, ...]] = ("h",)
+    # True: ``forward(x, steps=...)`` returns the output at those steps only, (B, L, H), and the sequence
+    # model asks for just the loss steps from its last layer (no stack of all T outputs to read one)
+    outputs_at_steps: ClassVar[bool] = False
 
     def __init__(self, input_size: int, hidden_size: int):
         super().__init__()
@@ -63,23 +66,27 @@ class RecurrentLayer(nn.Module):
     def initial_state(self, x: torch.Tensor) -> State:
         return tuple(x.new_zeros(x.shape[0], self.state_size(name)) for name in self.state_names)  # (B, S)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, steps: torch.Tensor | None = None) -> torch.Tensor:
         """Fast path. Default: the step path (for layers with no fused kernel)."""
-        return self.forward_steps(x)
+        return self.forward_steps(x, steps=steps)
 
-    def forward_steps(self, x: torch.Tensor, taps: Taps | None = None) -> torch.Tensor:
-        """Step path: unrolled recurrence; ``taps[name][:, t]`` is added to state ``name`` at t."""
+    def forward_steps(self, x: torch.Tensor, taps: Taps | None = None,
+                      steps: torch.Tensor | None = None) -> torch.Tensor:
+        """Step path: unrolled recurrence; ``taps[name][:, t]`` is added to state ``name`` at t.
+        ``steps`` (L,) increasing: keep the output at those steps only, (B, L, H)."""
         # unbind, not u[:, t]: the backward of T slices would write T full-size
         # zero gradients (O(T^2) memory traffic); unbind's backward is one stack.
         drive = self.input_drive(x).unbind(1)  # T x (B, G)
         tap_steps = None if taps is None else {k: v.unbind(1) for k, v in taps.items()}  # T x (B, H)
         state = self.initial_state(x)
+        keep = None if steps is None else set(steps.tolist())
         out = []
         for t, u_t in enumerate(drive):
             tap_t = no_tap if tap_steps is None else (lambda name, s, t=t: s + tap_steps[name][t])
             state = self.step_at(t, u_t, state, tap_t)
-            out.append(state[0])
-        return torch.stack(out, dim=1)  # (B, T, H)
+            if keep is None or t in keep:
+                out.append(state[0])
+        return torch.stack(out, dim=1)  # (B, T, H), or (B, L, H)
 
     def step_at(self, t: int, u_t: torch.Tensor, state: State, tap: TapFn = no_tap) -> State:
         """Step ``t`` of the step path. Default: ``step``, the same map at every t; a layer whose

@@ -35,6 +35,7 @@ from .base import RecurrentLayer, State, TapFn, no_tap
 
 class CoRNNLayer(RecurrentLayer):
     state_names = ("y", "z")
+    outputs_at_steps = True  # the step loop keeps y at the loss steps only (base class)
 
     def __init__(self, input_size: int, hidden_size: int, dt: float = 0.06, gamma: float = 66.0,
                  epsilon: float = 15.0):

@@ -32,6 +32,7 @@ class DiagonalLayer(RecurrentLayer):
     scans: ClassVar[tuple[str, ...]] = scanlib.LINEAR
     auto: ClassVar[scanlib.Auto] = scanlib.AUTO
     convex: ClassVar[bool] = False  # coefficients are (w, c): h_t = (1 - w_t) h_{t-1} + w_t c_t
+    outputs_at_steps = True  # forward(x, steps): the output at the loss steps only
 
     def __init__(self, input_size: int, hidden_size: int, scan: str = "auto", chunk: int | None = None):
         super().__init__(input_size, hidden_size)
@@ -57,14 +58,25 @@ class DiagonalLayer(RecurrentLayer):
     def method(self, x: torch.Tensor) -> str:
         return scanlib.resolve(self.scan, x, self.auto)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, steps: torch.Tensor | None = None) -> torch.Tensor:
         p = self.project(x)
         method = self.method(x)
         if method == "log":
             h = scanlib.scan_log(*self.log_coefficients(p))  # (B, T, S)
+        elif method == "loop":  # keeps only the states at ``steps``: no stack of all T to read one
+            h = scanlib.scan_loop(*self.coefficients(p), self.convex, keep=steps)  # (B, T or L, S)
         else:
             h = scanlib.run_scan(method, *self.coefficients(p), self.chunk, self.convex)  # (B, T, S)
-        return self.output(p, h)
+        if steps is not None and method != "loop":
+            h = h[:, steps.to(h.device)]  # (B, L, S)
+        return self.output(self._at(p, steps), h)
+
+    def _at(self, p, steps: torch.Tensor | None):
+        """``project``'s result at ``steps`` only (what ``output`` reads there)."""
+        if steps is None or type(self).output is DiagonalLayer.output:
+            return p
+        idx = steps.to((p[0] if isinstance(p, tuple) else p).device)
+        return tuple(v[:, idx] for v in p) if isinstance(p, tuple) else p[:, idx]
 
     def input_drive(self, x: torch.Tensor) -> torch.Tensor:
         return torch.cat(self.coefficients(self.project(x)), dim=-1)  # (B, T, 2S): [a | b] or [w | c]
@@ -74,6 +86,7 @@ class DiagonalLayer(RecurrentLayer):
         a, b = u_t.chunk(2, dim=-1)  # (B, S) each
         return (tap("h", torch.lerp(h, b, a) if self.convex else torch.addcmul(b, a, h)),)
 
-    def forward_steps(self, x: torch.Tensor, taps: Taps | None = None) -> torch.Tensor:
-        h = super().forward_steps(x, taps)  # (B, T, S)
-        return h if type(self).output is DiagonalLayer.output else self.output(self.project(x), h)
+    def forward_steps(self, x: torch.Tensor, taps: Taps | None = None,
+                      steps: torch.Tensor | None = None) -> torch.Tensor:
+        h = super().forward_steps(x, taps, steps)  # (B, T, S), or (B, L, S)
+        return h if type(self).output is DiagonalLayer.output else self.output(self._at(self.project(x), steps), h)

@@ -58,19 +58,23 @@ def resolve(scan: str, x: torch.Tensor, auto: Auto = AUTO) -> str:
                 if T <= bound)
 
 
-def scan_loop(a: torch.Tensor, b: torch.Tensor, convex: bool = False) -> torch.Tensor:
-    """(B, T, *S) coefficients -> (B, T, *S) states, one step at a time.
+def scan_loop(a: torch.Tensor, b: torch.Tensor, convex: bool = False,
+              keep: torch.Tensor | None = None) -> torch.Tensor:
+    """(B, T, *S) coefficients -> (B, T, *S) states, one step at a time (``keep`` (L,) increasing:
+    only the states at those steps, (B, L, *S)).
 
     ``convex``: a, b are (w, c) of the convex form h_t = lerp(h_{t-1}, c_t, w_t) = (1 - w_t) h_{t-1}
     + w_t c_t (minGRU, minLSTM), run with ``torch.lerp``: ~10% faster forward + backward than
     ``addcmul`` on CPU (T = 200, B = 64, H = 128, one thread).
     """
     h = torch.zeros_like(b[:, 0])  # (B, *S)
+    kept = None if keep is None else set(keep.tolist())
     out = []
     # unbind, not a[:, t]: one backward stack instead of T full-size zero gradients
-    for a_t, b_t in zip(a.unbind(1), b.unbind(1)):
+    for t, (a_t, b_t) in enumerate(zip(a.unbind(1), b.unbind(1))):
         h = torch.lerp(h, b_t, a_t) if convex else torch.addcmul(b_t, a_t, h)  # (B, *S)
-        out.append(h)
+        if kept is None or t in kept:
+            out.append(h)
     return torch.stack(out, dim=1)
 
 

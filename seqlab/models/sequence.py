@@ -88,18 +88,26 @@ class SequenceModel(nn.Module):
         ~10% of a tanh-RNN training step at T=200, H=128 on CPU (benchmarks/performance.py).
         """
         check_choice("path", path, PATHS)
+        T, last = x.shape[1], len(self.layers) - 1
+        few = steps is not None and len(steps) < T and taps is None and path != "step"
+        sliced = False  # x holds the loss steps only: (B, L, H)
         for i, layer in enumerate(self.layers):
             z = self.between[i - 1](x) if i > 0 and len(self.between) else x  # (B, T, H) what layer i reads
             if taps is not None or path == "step":
                 y = layer.forward_steps(z, None if taps is None else taps[i])  # (B, T, H)
+            elif i == last and few and layer.outputs_at_steps:
+                # a layer that can hand back only the loss steps skips stacking and reading out the rest
+                # (the selective SSM's y_t = C_t h_t at every t; benchmarks/scan_paths.py)
+                y, sliced = layer(z, steps=steps), True  # (B, L, H)
+                x = x[:, steps.to(x.device)] if self.residual and i > 0 else x
             else:
                 y = layer(z)  # (B, T, H)
             x = x + y if self.residual and i > 0 else y
-        if steps is None or len(steps) == x.shape[1]:
+        if steps is None or len(steps) == T:
             return self.readout(x)  # (B, T, O)
         steps = steps.to(x.device)
-        y = self.readout(x[:, steps])  # (B, L, O)
-        return y.new_zeros(x.shape[0], x.shape[1], y.shape[-1]).index_copy(1, steps, y)  # (B, T, O)
+        y = self.readout(x if sliced else x[:, steps])  # (B, L, O)
+        return y.new_zeros(x.shape[0], T, y.shape[-1]).index_copy(1, steps, y)  # (B, T, O)
 
     @torch.no_grad()
     def project_(self) -> None:
