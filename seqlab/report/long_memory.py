@@ -8,8 +8,8 @@ Reads the sweep's run directories (seqlab.report.runs) and writes into ``OUT`` (
 
   long_memory.md     the grid (largest length solved per cell and task, with the examples it took)
                      and one row per run: solved, examples to solve, loss / baseline at the end,
-                     and the probe at step 0 (gain, half-life, horizon of the first state's
-                     curve, top Lyapunov exponent)
+                     and the probe at step 0 (per-step gain, half-life, horizon of the first
+                     state's curve: h_l0, or y_l0 for coRNN; top Lyapunov exponent)
   long_memory.json   the same rows, machine-readable
   long_memory.png    the figure: largest length solved per cell (rows) and task (columns)
 
@@ -128,8 +128,9 @@ def markdown(rows: list[dict], title: str = "") -> str:
                 entries.append(f"{e['length']}{'*' if e['gaps'] else ''} ({ex / 1000:.0f}k)")
         out.append(f"| {c} | " + " | ".join(entries) + " |")
     out += ["", "Every run: loss / baseline at the end of the budget; the probe at step 0 on the first state's "
-            "curve (gain = g(T-1)/g(0) as the probe reports it, half-life and horizon in steps, top Lyapunov "
-            "exponent per step).", "",
+            "curve (gain: the per-step factor gamma of a log-linear fit to ||dL/dh_(t-k)|| over the lag k; half-life "
+            "ln 2 / -ln gamma and horizon (largest lag before g(k)/g(0) < 1e-3) in steps; top Lyapunov exponent per "
+            "step).", "",
             "| cell | task | T | status | solved | examples to solve | loss / baseline | gain@0 | half-life@0 "
             "| horizon@0 | lyapunov@0 | s / run |", "|---|---|---:|---|---|---:|---:|---:|---:|---:|---:|---:|"]
     key = {c: i for i, c in enumerate(cells)}
