@@ -67,8 +67,9 @@ class RecurrentLayer(nn.Module):
         return tuple(x.new_zeros(x.shape[0], self.state_size(name)) for name in self.state_names)  # (B, S)
 
     def forward(self, x: torch.Tensor, steps: torch.Tensor | None = None) -> torch.Tensor:
-        """Fast path. Default: the step path (for layers with no fused kernel)."""
-        return self.forward_steps(x, steps=steps)
+        """Fast path. Default: the step path (for layers with no fused kernel). ``steps`` is passed
+        only to layers that set ``outputs_at_steps``."""
+        return self.forward_steps(x) if steps is None else self.forward_steps(x, steps=steps)
 
     def forward_steps(self, x: torch.Tensor, taps: Taps | None = None,
                       steps: torch.Tensor | None = None) -> torch.Tensor:

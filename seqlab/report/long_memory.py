@@ -83,8 +83,10 @@ def largest_solved(rows: list[dict]) -> dict[tuple[str, str], dict]:
     'solved': the solved T, 'gaps': shorter T not solved though a longer one was}."""
     out: dict[tuple[str, str], dict] = {}
     for r in rows:
-        e = out.setdefault((r["cell"], r["task"]), {"lengths": [], "solved": [], "examples": {}})
+        e = out.setdefault((r["cell"], r["task"]), {"lengths": [], "solved": [], "examples": {}, "incomplete": []})
         e["lengths"].append(r["seq_len"])
+        if r.get("status", "finished") not in ("finished", "diverged"):  # stopped before the budget
+            e["incomplete"].append(r["seq_len"])
         if r["solved"]:
             e["solved"].append(r["seq_len"])
             e["examples"][r["seq_len"]] = r["examples_to_solve"]
@@ -95,6 +97,7 @@ def largest_solved(rows: list[dict]) -> dict[tuple[str, str], dict]:
         e["length"] = top
         e["examples_at_length"] = e["examples"].get(top)
         e["gaps"] = [t for t in e["lengths"] if top is not None and t < top and t not in e["solved"]]
+        e["incomplete"] = sorted(t for t in e["incomplete"] if t not in e["solved"])  # unknown outcome
     return out
 
 
@@ -113,19 +116,21 @@ def markdown(rows: list[dict], title: str = "") -> str:
     out = [f"# {title or 'The long-memory table'}", "",
            f"{len(rows)} runs; lengths {', '.join(map(str, lengths))}; budget {', '.join(f'{b:,}' for b in budgets)} "
            "training examples per run. Largest length solved (examples it took, in thousands); "
-           "`-`: solved at no length run; `*`: a shorter length was not solved.", "",
+           "`-`: solved at no length run; `*`: a shorter length was not solved; `?T`: the run at T stopped "
+           "before its budget unsolved (outcome unknown).", "",
            "| cell | " + " | ".join(tasks) + " |", "|---|" + "---:|" * len(tasks)]
     for c in cells:
         entries = []
         for t in tasks:
             e = grid.get((c, t))
+            unknown = "".join(f" ?{t}" for t in e["incomplete"]) if e is not None else ""
             if e is None:
                 entries.append("(not run)")
             elif e["length"] is None:
-                entries.append("-")
+                entries.append("-" + unknown)
             else:
                 ex = e["examples_at_length"]
-                entries.append(f"{e['length']}{'*' if e['gaps'] else ''} ({ex / 1000:.0f}k)")
+                entries.append(f"{e['length']}{'*' if e['gaps'] else ''} ({ex / 1000:.0f}k){unknown}")
         out.append(f"| {c} | " + " | ".join(entries) + " |")
     out += ["", "Every run: loss / baseline at the end of the budget; the probe at step 0 on the first state's "
             "curve (gain: the per-step factor gamma of a log-linear fit to ||dL/dh_(t-k)|| over the lag k; half-life "
@@ -177,6 +182,8 @@ def figure(rows: list[dict], path: Path, title: str = "") -> Path:
                 text = "none"
             else:
                 text = f"T={e['length']}{'*' if e['gaps'] else ''}\n{e['examples_at_length'] / 1000:.0f}k ex."
+            if e is not None and e["incomplete"]:
+                text += "\n" + " ".join(f"?{t}" for t in e["incomplete"])
             ax.text(j, i, text, ha="center", va="center", fontsize=7.5,
                     color="white" if e is not None and e["length"] is not None and level[i, j] <= len(lengths) / 2
                     else "black")
@@ -188,7 +195,7 @@ def figure(rows: list[dict], path: Path, title: str = "") -> Path:
     bar.ax.set_yticklabels(["none"] + [str(t) for t in lengths])
     bar.set_label("largest T solved")
     ax.set_title((title or "Largest length solved") + f"\n(budget {', '.join(f'{b:,}' for b in budgets)} examples "
-                 "per run; * = a shorter T failed)", fontsize=9)
+                 "per run; * = a shorter T failed; ?T = the run at T stopped early, unsolved)", fontsize=9)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=130)
