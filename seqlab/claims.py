@@ -1,0 +1,363 @@
+"""Every textbook claim about vanishing gradients, on the axis where it is made.
+
+    python -m seqlab.claims                          # list the claims and their presets
+    python -m seqlab.claims sigmoid_bound            # run its sweeps, draw its figure, print its numbers
+    python -m seqlab.claims all --out docs/figures/claims
+
+A claim is one or two presets, ``conf/experiment/claim_{name}_depth.yaml`` (a feedforward
+net or a stack of recurrent layers: the gradient against the layer l) and
+``claim_{name}_time.yaml`` (a recurrent net: the gradient against the lag k). Each preset
+is an ordinary sweep (``python -m seqlab -m +experiment=claim_...``); this command runs the
+sweeps (into ``--root``, default ``multirun/claims/``; a sweep already there is read, not
+rerun, unless ``--rerun``), reads the run directories back with ``seqlab.report`` and draws
+one figure per claim with a depth panel and a time panel, and prints the numbers the
+README's verdict is read from.
+
+Two kinds of claim:
+  * ``init``: the probe at initialization (steps = 0). Depth panel: g(l) / g(L-1), the
+    gradient reaching layer l relative to the last layer's, geometric mean over seeds; time
+    panel: g(k) / g(0) against the lag. Numbers: the fitted per-layer gain and per-step
+    gain, and the decades lost over the depth / over the sequence.
+  * ``training``: per-layer measurements during training (``train/grad_norm/l{i}`` and
+    ``train/update_ratio/l{i}`` in metrics.jsonl) beside the held-out loss.
+"""
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from .report.runs import Run, Setting, group_runs, load_runs
+
+
+@dataclass(frozen=True)
+class Claim:
+    name: str
+    statement: str
+    kind: str                   # "init" | "training"
+    depth: bool = True          # has conf/experiment/claim_{name}_depth.yaml
+    time: bool = True           # has conf/experiment/claim_{name}_time.yaml
+    time_curve: str = "h_l0"    # c_l0 where an LSTM's cell state is the subject (falls back to h_l0)
+
+    def presets(self) -> list[str]:
+        return [f"claim_{self.name}_{axis}" for axis, has in (("depth", self.depth), ("time", self.time)) if has]
+
+
+CLAIMS = {c.name: c for c in (
+    Claim("decay", "the gradient shrinks exponentially with depth and with lag", "init"),
+    Claim("sigmoid_bound", "sigmoid' <= 1/4 caps each layer's (each step's) gain at ||W|| / 4", "init"),
+    Claim("tanh_saturation", "saturated tanh units pass no gradient", "init"),
+    Claim("init", "careful initialization (Xavier for tanh, He for ReLU) keeps the gradient", "init"),
+    Claim("relu_family", "ReLU-like activations (ReLU, leaky ReLU, GELU) do not vanish", "init"),
+    Claim("batch_norm", "batch normalization keeps the gradient flowing", "init", time_curve="c_l0"),
+    Claim("residual", "residual connections carry the gradient through depth", "init"),
+    Claim("gated", "gates (LSTM, GRU) carry the gradient over long lags", "init", time_curve="c_l0"),
+    Claim("early_layers", "early layers learn slowly", "training", time=False),
+    Claim("clipping", "gradients can explode, and clipping the norm tames them", "training"),
+    Claim("not_convergence", "a vanishing gradient is not convergence", "training", time=False),
+)}
+
+
+# ----------------------------------------------------------------------------- running
+
+def sweep_dir(root: Path, preset: str) -> Path:
+    return root / preset
+
+
+def run_preset(preset: str, root: Path, rerun: bool = False) -> Path:
+    """Run ``+experiment=preset`` into ``root/preset`` (unless its runs are there); returns the dir."""
+    out = sweep_dir(root, preset)
+    if out.exists() and not rerun and any(out.glob("*/summary.json")):
+        print(f"  {preset}: reading {out} (already run; --rerun to run again)")
+        return out
+    cmd = [sys.executable, "-m", "seqlab", "-m", f"+experiment={preset}", f"hydra.sweep.dir={out}"]
+    print(f"  {preset}: {' '.join(cmd[1:])}", flush=True)
+    env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
+    done = subprocess.run(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    if done.returncode != 0:
+        tail = "\n".join(done.stdout.strip().splitlines()[-3:])
+        print(f"  {preset}: the sweep exited {done.returncode} (failed or diverged jobs are part of some "
+              f"claims; their run directories are read as they are)\n{tail}")
+    return out
+
+
+# ----------------------------------------------------------------------------- numbers
+
+def _first_probe(run: Run) -> int | None:
+    p = run.probe
+    if p is None or "steps" not in p or len(p["steps"]) == 0:
+        return None
+    idx = np.flatnonzero(np.asarray(p["steps"]) == 0)
+    return int(idx[0]) if idx.size else None
+
+
+def depth_curve(run: Run) -> np.ndarray | None:
+    """(NL,) g(l) at step 0, layer 0 first (the gradient at the loss step, lag 0)."""
+    i = _first_probe(run)
+    if i is None or "depth_h_lag0" not in run.probe:
+        return None
+    return np.asarray(run.probe["depth_h_lag0"][i], dtype=np.float64)
+
+
+def time_key(run: Run, curve: str) -> str | None:
+    keys = [str(k) for k in run.probe.get("curves", [])] if run.probe is not None else []
+    return curve if curve in keys else ("h_l0" if "h_l0" in keys else (keys[0] if keys else None))
+
+
+def time_curve(run: Run, curve: str) -> tuple[str, np.ndarray] | None:
+    i = _first_probe(run)
+    key = time_key(run, curve) if i is not None else None
+    if key is None or f"mean_{key}" not in run.probe:
+        return None
+    return key, np.asarray(run.probe[f"mean_{key}"][i], dtype=np.float64)
+
+
+def _geo_mean(curves: Sequence[np.ndarray], ref_index: int) -> np.ndarray | None:
+    """Geometric mean over runs of g / g[ref_index]; nan where a run's g underflowed to 0."""
+    logs = []
+    for g in curves:
+        if g is None or g.size == 0 or not g[ref_index] > 0:
+            continue
+        with np.errstate(divide="ignore", invalid="ignore"):
+            logs.append(np.where(g > 0, np.log10(g / g[ref_index]), np.nan))
+    if not logs:
+        return None
+    n = min(len(x) for x in logs)
+    a = np.stack([x[:n] for x in logs])
+    ok = np.isfinite(a)
+    mean = np.where(ok, a, 0).sum(0) / np.maximum(ok.sum(0), 1)
+    return np.where(ok.any(0), 10 ** mean, np.nan)
+
+
+def _mean(values) -> float:
+    v = [float(x) for x in values if x is not None and math.isfinite(float(x))]
+    return sum(v) / len(v) if v else math.nan
+
+
+def init_numbers(s: Setting, axis: str, curve: str) -> dict[str, float]:
+    """Per setting: the fitted gain per layer (depth) or per step (time) at step 0, mean over seeds,
+    and the decades the gradient falls over the depth / the sequence."""
+    gains, decades = [], []
+    for r in s.runs:
+        i = _first_probe(r)
+        if i is None:
+            continue
+        p = r.probe
+        if axis == "depth":
+            if "depth_gain_h_lag0" in p:
+                gains.append(p["depth_gain_h_lag0"][i])
+                decades.append(p["depth_attenuation_decades_h_lag0"][i])
+        else:
+            key = time_key(r, curve)
+            if key and f"gain_{key}" in p:
+                gains.append(p[f"gain_{key}"][i])
+                decades.append(p[f"attenuation_decades_{key}"][i])
+    return {"gain": _mean(gains), "decades": _mean(decades), "seeds": len(gains)}
+
+
+def _per_layer(run: Run, metric: str) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """layer name -> (steps, values) of ``train/{metric}/l{i}`` over training."""
+    out: dict[str, list] = {}
+    for row in run.metrics:
+        for k, v in row.items():
+            if k.startswith(f"train/{metric}/") and v is not None and "step" in row:
+                out.setdefault(k.split("/")[-1], []).append((row["step"], float(v)))
+    return {k: (np.array([a for a, _ in v]), np.array([b for _, b in v])) for k, v in out.items()}
+
+
+def training_numbers(s: Setting) -> dict[str, float]:
+    """Per setting, means over seeds: final held-out loss / baseline, runs diverged, and the first
+    layer's gradient norm and update ratio relative to the last hidden layer's (medians over training)."""
+    loss, diverged, g_ratio, u_ratio, early_loss, early_g = [], 0, [], [], [], []
+    for r in s.runs:
+        diverged += r.status == "diverged"
+        evals = [m for m in r.metrics if "eval/loss_over_baseline" in m]
+        if evals:
+            loss.append(evals[-1]["eval/loss_over_baseline"])
+        for metric, acc in (("grad_norm", g_ratio), ("update_ratio", u_ratio)):
+            layers = {k: v for k, v in _per_layer(r, metric).items() if k.startswith("l")}
+            if len(layers) >= 2:
+                first, last = layers["l0"][1], layers[f"l{len(layers) - 1}"][1]
+                n = min(len(first), len(last))
+                with np.errstate(divide="ignore", invalid="ignore"):
+                    ratio = first[:n] / last[:n]
+                ratio = ratio[np.isfinite(ratio)]
+                if ratio.size:
+                    acc.append(float(np.median(ratio)))
+    return {"loss_over_baseline": _mean(loss), "diverged": diverged, "runs": len(s.runs),
+            "first_over_last_grad": _mean(g_ratio), "first_over_last_update": _mean(u_ratio)}
+
+
+# ----------------------------------------------------------------------------- figures
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _label(s: Setting) -> str:
+    return s.label or "(base)"
+
+
+def plot_init(claim: Claim, sweeps: dict[str, list[Setting]], path: Path) -> Path:
+    plt = _pyplot()
+    axes_names = [a for a in ("depth", "time") if a in sweeps]
+    fig, axes = plt.subplots(1, len(axes_names), figsize=(5.6 * len(axes_names), 3.9), squeeze=False)
+    for ax, axis in zip(axes[0], axes_names):
+        settings = sweeps[axis]
+        cmap = plt.get_cmap("tab10")
+        for j, s in enumerate(settings):
+            if axis == "depth":
+                curves = [depth_curve(r) for r in s.runs]
+                curves = [c for c in curves if c is not None]
+                if not curves:
+                    continue
+                g = _geo_mean(curves, ref_index=-1)  # relative to the last layer
+                x = np.arange(len(g))
+                num = init_numbers(s, "depth", claim.time_curve)
+                extra = f"gain {num['gain']:.3g}/layer"
+            else:
+                got = [time_curve(r, claim.time_curve) for r in s.runs]
+                got = [c for c in got if c is not None]
+                if not got:
+                    continue
+                g = _geo_mean([c for _, c in got], ref_index=0)
+                x = np.arange(len(g))
+                num = init_numbers(s, "time", claim.time_curve)
+                extra = f"{got[0][0]}: gain {num['gain']:.3g}/step"
+            if g is None:
+                continue
+            ax.plot(x, g, "-" if axis == "time" else ".-", color=cmap(j % 10), lw=1.3, ms=3,
+                    label=f"{_label(s)}  ({extra})")
+        ax.set_yscale("log")
+        if axis == "depth":
+            ax.set_xlabel("layer l (0 = next to the input)")
+            ax.set_ylabel("||dL/dh_l|| / ||dL/dh_(L-1)||")
+            ax.set_title("depth: the gradient reaching layer l, at init", fontsize=9)
+        else:
+            ax.set_xlabel("lag k = τ − t")
+            ax.set_ylabel("||dL/ds_(τ−k)|| / ||dL/ds_τ||")
+            ax.set_title("time: the gradient k steps back, at init", fontsize=9)
+        ax.axhline(1e-7, color="0.75", lw=0.7, ls=":")  # ~float32 resolution relative to 1
+        ax.grid(True, alpha=0.3)
+        ax.legend(fontsize=7, loc="best", frameon=False)
+    fig.suptitle(f"claim: {claim.statement}\n(geometric mean over seeds; dotted: 1e-7, about float32's "
+                 "relative precision)", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110, bbox_inches="tight")
+    plt.close(fig)
+    return path
+
+
+def plot_training(claim: Claim, sweeps: dict[str, list[Setting]], path: Path) -> Path:
+    """Per setting (first seed): held-out loss / baseline, and per-layer gradient norm and update ratio."""
+    plt = _pyplot()
+    panels = [(axis, s) for axis in ("depth", "time") if axis in sweeps for s in sweeps[axis]]
+    fig, axes = plt.subplots(3, len(panels), figsize=(3.4 * len(panels) + 1, 8.2), squeeze=False, sharex="col")
+    for col, (axis, s) in enumerate(panels):
+        run = s.runs[0]
+        ax_loss, ax_g, ax_u = axes[0][col], axes[1][col], axes[2][col]
+        for r in s.runs:
+            ev = [(m["step"], m["eval/loss_over_baseline"]) for m in r.metrics if "eval/loss_over_baseline" in m]
+            if ev:
+                x, y = zip(*ev)
+                ax_loss.plot(x, y, lw=1.0, label=f"seed {r.seed}" + (f" ({r.status})" if not r.finished else ""))
+        ax_loss.axhline(1.0, color="0.5", lw=0.8, ls="--")
+        ax_loss.set_yscale("log")
+        ax_loss.set_title(f"{axis}: {_label(s)}", fontsize=8)
+        ax_loss.legend(fontsize=6, frameon=False)
+        for ax, metric in ((ax_g, "grad_norm"), (ax_u, "update_ratio")):
+            layers = _per_layer(run, metric)
+            names = sorted((k for k in layers if k.startswith("l")), key=lambda k: int(k[1:]))
+            names += [k for k in layers if not k.startswith("l")]
+            cmap = plt.get_cmap("viridis")
+            for j, k in enumerate(names):
+                x, y = layers[k]
+                color = cmap(j / max(len(names) - 1, 1)) if k.startswith("l") else "k"
+                ax.plot(x, y, lw=0.9, color=color, label=k if (j in (0, len(names) - 1) or k == "readout") else None)
+            ax.set_yscale("log")
+            ax.grid(True, alpha=0.3)
+            if names:
+                ax.legend(fontsize=6, frameon=False, title=f"seed {run.seed}", title_fontsize=6)
+        ax_u.set_xlabel("training step")
+    axes[0][0].set_ylabel("held-out loss / baseline")
+    axes[1][0].set_ylabel("||dL/dW_l|| (train batch)")
+    axes[2][0].set_ylabel("||ΔW_l|| / ||W_l|| per update")
+    fig.suptitle(f"claim: {claim.statement}\n(per layer, dark = next to the input, yellow = last hidden "
+                 "layer, black = readout)", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100, bbox_inches="tight")
+    plt.close(fig)
+    return path
+
+
+# ----------------------------------------------------------------------------- one claim
+
+def _fmt(x, digits=3) -> str:
+    if isinstance(x, (int, np.integer)):
+        return str(int(x))
+    return "n/a" if x is None or not math.isfinite(x) else f"{x:.{digits}g}"
+
+
+def run_claim(claim: Claim, root: Path, out: Path, rerun: bool = False) -> list[str]:
+    """Run (or read) the claim's sweeps, draw its figure into ``out``, return its table lines."""
+    sweeps: dict[str, list[Setting]] = {}
+    for axis, preset in zip([a for a in ("depth", "time") if getattr(claim, a)], claim.presets()):
+        runs = load_runs([run_preset(preset, root, rerun)])
+        sweeps[axis] = group_runs(runs)
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / f"claim_{claim.name}.png"
+    (plot_init if claim.kind == "init" else plot_training)(claim, sweeps, path)
+    lines = [f"claim {claim.name}: {claim.statement}   figure: {path}"]
+    for axis, settings in sweeps.items():
+        for s in settings:
+            if claim.kind == "init":
+                n = init_numbers(s, axis, claim.time_curve)
+                unit = "layer" if axis == "depth" else "step"
+                over = "the depth" if axis == "depth" else "the sequence"
+                lines.append(f"  {axis:5s} {_label(s):45s} gain {_fmt(n['gain'])}/{unit}, "
+                             f"{_fmt(n['decades'])} decades over {over} ({n['seeds']} seeds)")
+            else:
+                n = training_numbers(s)
+                lines.append(f"  {axis:5s} {_label(s):45s} final loss/baseline {_fmt(n['loss_over_baseline'])}, "
+                             f"diverged {n['diverged']}/{n['runs']}, first/last layer: grad "
+                             f"{_fmt(n['first_over_last_grad'])}, update {_fmt(n['first_over_last_update'])}")
+    return lines
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m seqlab.claims", description=__doc__.split("\n\n")[0])
+    parser.add_argument("names", nargs="*", help=f"claims to run: {', '.join(CLAIMS)}, or all")
+    parser.add_argument("--root", default="multirun/claims", help="where the sweeps go (default multirun/claims)")
+    parser.add_argument("--out", default=None, help="where the figures go (default ROOT/figures)")
+    parser.add_argument("--rerun", action="store_true", help="run the sweeps again even if their runs are there")
+    args = parser.parse_args(argv)
+    if not args.names:
+        for c in CLAIMS.values():
+            print(f"{c.name:16s} {c.kind:8s} {c.statement}  [{', '.join(c.presets())}]")
+        return 0
+    names = list(CLAIMS) if args.names == ["all"] else args.names
+    unknown = [n for n in names if n not in CLAIMS]
+    if unknown:
+        print(f"seqlab: error: claim={unknown[0]}: unknown claim; allowed: {', '.join(CLAIMS)}, all", file=sys.stderr)
+        return 2
+    root = Path(args.root)
+    out = Path(args.out) if args.out else root / "figures"
+    for n in names:
+        print("\n".join(run_claim(CLAIMS[n], root, out, args.rerun)), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
