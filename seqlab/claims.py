@@ -274,7 +274,7 @@ def plot_training(claim: Claim, sweeps: dict[str, list[Setting]], path: Path) ->
                 x, y = zip(*ev)
                 ax_loss.plot(x, y, lw=1.0, label=f"seed {r.seed}" + (f" ({r.status})" if not r.finished else ""))
         ax_loss.axhline(1.0, color="0.5", lw=0.8, ls="--")
-        ax_loss.set_yscale("log")
+        ax_loss.set_ylim(bottom=0)
         ax_loss.set_title(f"{axis}: {_label(s)}", fontsize=8)
         ax_loss.legend(fontsize=6, frameon=False)
         for ax, metric in ((ax_g, "grad_norm"), (ax_u, "update_ratio")):
@@ -282,10 +282,12 @@ def plot_training(claim: Claim, sweeps: dict[str, list[Setting]], path: Path) ->
             names = sorted((k for k in layers if k.startswith("l")), key=lambda k: int(k[1:]))
             names += [k for k in layers if not k.startswith("l")]
             cmap = plt.get_cmap("viridis")
+            hidden = [k for k in names if k.startswith("l")]
+            shown = {hidden[0], hidden[-1]} if hidden else set()
             for j, k in enumerate(names):
                 x, y = layers[k]
-                color = cmap(j / max(len(names) - 1, 1)) if k.startswith("l") else "k"
-                ax.plot(x, y, lw=0.9, color=color, label=k if (j in (0, len(names) - 1) or k == "readout") else None)
+                color = cmap(j / max(len(hidden) - 1, 1)) if k.startswith("l") else "k"
+                ax.plot(x, y, lw=0.9, color=color, label=k if (k in shown or not k.startswith("l")) else None)
             ax.set_yscale("log")
             ax.grid(True, alpha=0.3)
             if names:
