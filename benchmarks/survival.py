@@ -173,12 +173,16 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", default="survival.json")
     a = ap.parse_args()
+    result = {"machine": "2 CPU cores shared with other jobs", "threads": 1}
+    experiments = {"divergence": divergence, "corruptions": corruptions,
+                   "kills": lambda tmp: kills(tmp, a.kills, random.Random(a.seed))}
     with tempfile.TemporaryDirectory() as d:
-        tmp = Path(d)
-        result = {"divergence": divergence(tmp), "corruptions": corruptions(tmp),
-                  "kills": kills(tmp, a.kills, random.Random(a.seed))}
-    Path(a.out).write_text(json.dumps(result, indent=2) + "\n")
+        for key, experiment in experiments.items():
+            result[key] = experiment(Path(d))
+            Path(a.out).write_text(json.dumps(result, indent=2) + "\n")  # after each, so a stop keeps the rest
     for key, r in result.items():
+        if not isinstance(r, dict):
+            continue
         counts = {k: v for k, v in r.items() if k != "cases"}
         print(key, counts)
         for c in r["cases"]:

@@ -352,9 +352,11 @@ def _train(cfg: DictConfig, info: RunInfo, run_dir: Path, stop: "StopFlag") -> d
                                                                     cfg.seq_len if task.total_len > 1 else None,
                                                                     probes.n_layers))
         summary["wandb_run"] = tracker.run_id
-        recorder.summary(summary)
-        tracker.summary(results_only(summary, config))
-        tracker.finish(exit_code=exit_code)
+        try:
+            recorder.summary(summary)
+        finally:  # the W&B run is finished even when the run directory has become unwritable
+            tracker.summary(results_only(summary, config))
+            tracker.finish(exit_code=exit_code)
 
 
 def too_many_skipped(skipped: int, step: int, cfg: DictConfig) -> bool:

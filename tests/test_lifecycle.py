@@ -348,3 +348,19 @@ def test_a_long_setting_keeps_a_distinct_wandb_group():
 
     a, b = "x" * 200, "x" * 199 + "y"
     assert len(wandb_group(a)) == GROUP_MAX and wandb_group(a) != wandb_group(b) and wandb_group("short") == "short"
+
+
+def test_progress_into_a_file_is_plain_lines_not_a_redrawn_bar(monkeypatch):
+    import io
+
+    import seqlab.progress as P
+
+    monkeypatch.setattr(P, "FILE_INTERVAL_S", 0.0)
+    out = io.StringIO()  # not a terminal, like a sweep's log or nohup.out
+    bar = P.Progress(total=4, initial=0, desc="adding-rnn-T10 seed=0", enabled=True, stream=out)
+    for step in range(1, 5):
+        bar.update(step, loss=0.5 if step == 2 else None)
+    bar.close()
+    lines = out.getvalue().splitlines()
+    assert "\r" not in out.getvalue() and len(lines) == 4
+    assert lines[-1].startswith("adding-rnn-T10 seed=0: step 4/4 (100%)") and "train loss 0.5" in lines[-1]
