@@ -364,3 +364,14 @@ def test_progress_into_a_file_is_plain_lines_not_a_redrawn_bar(monkeypatch):
     lines = out.getvalue().splitlines()
     assert "\r" not in out.getvalue() and len(lines) == 4
     assert lines[-1].startswith("adding-rnn-T10 seed=0: step 4/4 (100%)") and "train loss 0.5" in lines[-1]
+
+
+@pytest.mark.parametrize("content", [{"model": [1, 2]}, {"model": {}, "config": {"task": 5, "model": "x"}},
+                                     {"model": {"cell.weight": torch.zeros(2)}}], ids=["model a list",
+                                     "config of another structure", "foreign state_dict"])
+def test_the_probe_cli_refuses_a_checkpoint_of_the_wrong_structure_with_one_line(tmp_path, content):
+    torch.save(content, tmp_path / "c.pt")
+    r = subprocess.run([sys.executable, "-m", "seqlab.probe", f"checkpoint={tmp_path / 'c.pt'}", "seq_len=10"],
+                       cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 2 and "Traceback" not in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
+    assert "c.pt" in r.stderr  # names the file

@@ -113,5 +113,8 @@ def with_stored_config(cfg: DictConfig, stored: dict) -> DictConfig:
         for key, value in stored.items():
             if key in PROBE_MAY_SET or key == "choices":
                 continue
+            if isinstance(cfg.get(key), DictConfig) != isinstance(value, dict):  # a damaged or foreign file
+                raise ConfigError(f"checkpoint={cfg.get('checkpoint')!r}: its stored config is not a seqlab "
+                                  f"config ({key} is a {type(value).__name__}); probe it with a run's checkpoint.pt")
             merged[key] = value
     return merged
