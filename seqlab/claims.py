@@ -34,6 +34,7 @@ from typing import Sequence
 
 import numpy as np
 
+from .report.figures import _pyplot
 from .report.runs import Run, Setting, group_runs, load_runs
 
 
@@ -196,15 +197,6 @@ def training_numbers(s: Setting) -> dict[str, float]:
 
 
 # ----------------------------------------------------------------------------- figures
-
-def _pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
 
 def _label(s: Setting) -> str:
     return s.label or "(base)"
