@@ -30,6 +30,7 @@ from seqlab.report.stats import curve_key, mean_std, setting_row
 from seqlab.report.tables import _html_table, _markdown_table, fmt
 
 _TASK_KEYS = ("task", "seq_len")
+_SWEEP_KEYS = ("experiment",)  # the preset a run came from names its sweep, not its cell
 
 
 def task_label(s: Setting) -> str:
@@ -47,7 +48,8 @@ def cell_label(s: Setting, varying: Sequence[str]) -> str:
 
 
 def _cell_keys(settings: Sequence[Setting]) -> list[str]:
-    keys = sorted({k for s in settings for k in s.items if k not in _TASK_KEYS and not k.startswith("task.")})
+    keys = sorted({k for s in settings for k in s.items
+                   if k not in _TASK_KEYS + _SWEEP_KEYS and not k.startswith("task.")})
     varying = [k for k in keys if len({s.items.get(k) for s in settings}) > 1]
     return (["model"] if "model" in keys else []) + [k for k in varying if k != "model"]
 
