@@ -16,6 +16,7 @@ from omegaconf import DictConfig, OmegaConf
 from ._paths import CONF_DIR
 from .checks import ConfigError
 from .preflight import fail, preflight  # noqa: F401  (also the entry of python -m seqlab.probe)
+from .sweep import QuietStderr, job_failed
 
 EXIT_DIVERGED = 3
 
@@ -39,8 +40,8 @@ def run(cfg: DictConfig) -> float:
     try:
         summary = train(cfg, info)
     except ConfigError as e:  # also a run directory that cannot be used (seqlab.rundir.RunDirError)
-        if multirun:
-            raise  # this job is marked failed; the sweep goes on
+        if multirun:  # this job is marked failed (one line, no traceback); the sweep goes on
+            raise job_failed(hc.job.num, _overrides(hc), "failed", e, info.run_dir) from None
         fail(str(e))
     except OSError as e:  # the run directory became unwritable mid-run (full disk, read-only mount)
         print(f"seqlab: error: {info.run_dir}: cannot write ({e.strerror or type(e).__name__}); rerun once "
@@ -51,8 +52,8 @@ def run(cfg: DictConfig) -> float:
         print(f"seqlab: {info.name}: {e}. Resume with: {again}", file=sys.stderr)
         raise SystemExit(128 + e.signum) from None
     except Diverged as e:
-        if multirun:
-            raise  # this job is marked failed; the sweep goes on
+        if multirun:  # this job is marked failed (one line, no traceback); the sweep goes on
+            raise job_failed(hc.job.num, _overrides(hc), "diverged", e, info.run_dir) from None
         print(f"seqlab: {info.name}: diverged: {e}; summary in {info.run_dir}/summary.json", file=sys.stderr)
         raise SystemExit(EXIT_DIVERGED) from None
     if summary.get("already_finished"):
@@ -65,6 +66,10 @@ def run(cfg: DictConfig) -> float:
             print(hint)
     print(format_summary(summary))
     return summary["final_loss"]
+
+
+def _overrides(hc) -> str:
+    return " ".join(hc.overrides.task)
 
 
 def _run_name(cfg: DictConfig, choices: dict, override_dirname: str) -> str:
@@ -117,6 +122,7 @@ def main() -> None:
         fail(str(e))
     preflight(sys.argv[1:])
     _one_line_warnings()
+    sys.stderr = QuietStderr(sys.stderr)
     run()
 
 

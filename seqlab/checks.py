@@ -79,7 +79,8 @@ class Num(Rule):
     ``also``: single extra values with a meaning of their own (e.g. n_jobs=-1)."""
 
     def __init__(self, lo=None, hi=None, *, integer=False, open="", null=False, also=(), note=""):
-        self.lo, self.hi, self.integer, self.open, self.null, self.also, self.note = lo, hi, integer, open, null, also, note
+        self.lo, self.hi, self.integer, self.open, self.null = lo, hi, integer, open, null
+        self.also, self.note = also, note
         if integer and hi is None:
             self.hi = INT64_MAX  # everything that reaches torch or numpy as an int64
 

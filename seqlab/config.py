@@ -24,7 +24,8 @@ from . import memory
 from . import _paths
 from ._paths import CONF_DIR  # noqa: F401  (re-exported)
 from .checkpoint import CHECKPOINT_NAME
-from .checks import FINITE, SEED_MAX, ConfigError, Flag, Int, ListOf, Num, OneOf, Real, Rule, Text, check, is_int, is_number
+from .checks import (FINITE, SEED_MAX, ConfigError, Flag, Int, ListOf, Num, OneOf, Real, Rule, Text, check, is_int,
+                     is_number)
 from .models import SequenceModel
 from .tasks import Task
 
@@ -86,13 +87,15 @@ KNOBS: dict[str, Rule] = {
     "model.between": Text(), "model.readout_init": Text(), "model.layer.norm": Text(), "model.layer.gain": GAIN,
     "model.layer.activation": Text(), "model.layer.init": Text(), "model.layer.layer_norm": Flag(),
     "model.layer.recurrent_gain": GAIN, "model.layer.forget_bias": GATE_BIAS, "model.layer.update_bias": GATE_BIAS,
-    "model.layer.chrono": Flag(), "model.layer.chrono_tmax": Real(2, 10**12, open="lo", null=True),
+    "model.layer.chrono": Flag(),
+    "model.layer.chrono_tmax": Real(0, 10**12, open="lo", null=True),  # > 2 once chrono is on: the cell checks
     "model.layer.max_gain": Real(0, 10**6, open="lo"), "model.layer.tmax": Real(1, 10**12, null=True),
     "model.layer.constrain": Flag(), "model.layer.u_min": Real(-10**6, 10**6),
     "model.layer.r_min": Real(0, 1, open="hi"), "model.layer.r_max": Real(0, 1, open="both"),
     "model.layer.max_phase": Real(0, 2 * math.pi, open="lo", note="phases wrap at 2 pi"),
     "model.layer.scan": Text(), "model.layer.chunk": Int(1, null=True), "model.layer.candidate": Text(),
-    "model.layer.dt": Real(0, open="lo"), "model.layer.gamma": Real(0, open="lo"), "model.layer.epsilon": Real(0, open="lo"),
+    "model.layer.dt": Real(0, open="lo"), "model.layer.gamma": Real(0, open="lo"),
+    "model.layer.epsilon": Real(0, open="lo"),
     "model.layer.state_size": Int(1), "model.layer.dt_rank": Int(1, null=True),
     "model.layer.dt_min": Real(0, open="lo"), "model.layer.dt_max": Real(0, open="lo"),
     # optim (conf/optim/; torch.optim's own options may be added with +optim.KEY=...)
@@ -227,7 +230,9 @@ def check_structure(cfg: DictConfig) -> None:
             raise ConfigError(f"{key}={value!r}: not a seqlab setting ({hint})")
     for f in dataclasses.fields(RunSchema):
         if f.name not in cfg:
-            default = "null" if f.default is None else str(f.default).lower() if isinstance(f.default, bool) else f.default
+            default = f.default
+            if default is None or isinstance(default, bool):
+                default = str(default).lower().replace("none", "null")
             raise ConfigError(f"~{f.name}: {f.name} cannot be removed (set it instead; its default is {default})")
     for group in REQUIRED_GROUPS:
         if group not in cfg:

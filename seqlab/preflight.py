@@ -74,6 +74,9 @@ def preflight(argv: list[str], config_name: str = "config", check: Callable[[Dic
     from hydra import compose, initialize_config_dir
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
+    from .completion import handle
+
+    handle(argv)  # -sc install=bash prints seqlab's completion script; a query is put in the form Hydra reads
     overrides = _overrides_from_argv(argv)
     if overrides is None:
         return
@@ -98,7 +101,7 @@ def preflight(argv: list[str], config_name: str = "config", check: Callable[[Dic
             except Exception as e:
                 fail(_sweeper_hint(_explain_missing_key(compose, config_name, combo, e) or _one_line(e)))
             try:
-                memory_bytes, where = (_check_hydra(cfg) if needs_hydra else (None, None))
+                memory_bytes, where = (_check_hydra(cfg, multirun) if needs_hydra else (None, None))
                 from .config import validate
 
                 if memory_bytes is None:
@@ -246,7 +249,7 @@ def _check_intervals(parsed, sweeper: str) -> None:
             fail(f"{o.input_line}: a log-scale interval needs start > 0")
 
 
-def _check_hydra(cfg: DictConfig) -> tuple[int | None, str | None]:
+def _check_hydra(cfg: DictConfig, multirun: bool) -> tuple[int | None, str | None]:
     """Check the launcher's and sweeper's knobs against KNOBS and an Optuna storage; then drop the
     hydra node (the run config is validated without it). Returns the memory one job may use when
     the launcher says so (SLURM's mem_gb), else (None, None)."""
@@ -266,8 +269,15 @@ def _check_hydra(cfg: DictConfig) -> tuple[int | None, str | None]:
         check_knobs(tree, path + ".", declared_only=True)
         if path == "hydra.sweeper" and tree.get("storage") is not None:
             check_storage(tree["storage"])
-        if path == "hydra.launcher" and "Slurm" in str(tree.get("_target_", "")) and tree.get("mem_gb"):
-            memory = (tree["mem_gb"] * 2**30, "a job's memory (hydra.launcher.mem_gb)")
+        if path == "hydra.launcher" and "Slurm" in str(tree.get("_target_", "")):
+            import shutil
+
+            if multirun and shutil.which("srun") is None:  # submitit's own check, which ends in a traceback
+                raise ConfigError("hydra/launcher=slurm: SLURM is not available on this machine (no srun on PATH); "
+                                  "submit from the cluster's login node, or try the sweep here with "
+                                  "hydra/launcher=submitit_local")
+            if tree.get("mem_gb"):
+                memory = (tree["mem_gb"] * 2**30, "a job's memory (hydra.launcher.mem_gb)")
     with open_dict(cfg):
         del cfg["hydra"]
     return memory

@@ -92,7 +92,7 @@ BAD = [
     ("task=adding,copy", "task=adding,copy: a sweep runs only with -m"),
     ("seed=range(0,3)", "seed=range(0,3): a sweep runs only with -m"),
     ("-m model=rnn,nope", "model=nope: unknown model"),
-    ("-m model=rnn,lstm +model.layer.forget_bias=1", "model.layer.forget_bias=1: not an option of seqlab.models.RNNLayer"),
+    ("-m model=rnn,lstm +model.layer.forget_bias=1", "forget_bias=1: not an option of seqlab.models.RNNLayer"),
     # a 512-job sweep whose 257th job has the bad value (the old check stopped after 256)
     ("-m seq_len=10,1 seed=range(0,256)", "seq_len=1: must be an integer >= 2"),
     # every distinct value of a long axis is checked, not only the composed ones

@@ -130,3 +130,30 @@ def test_plain_wheel_install_runs_from_another_directory(tmp_path):
                        capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr
     assert json.loads(only_run_dir(work / "outputs").joinpath("summary.json").read_text())["status"] == "finished"
+
+
+def test_tab_completion_for_the_module_and_the_command(tmp_path):
+    """`eval "$(python -m seqlab -sc install=bash)"` completes `python -m seqlab ...` and `seqlab ...`
+    (Hydra's own script completed neither); other python command lines are left to file names."""
+    wrapper = tmp_path / "bin" / "seqlab"  # the console script, as pip installs it
+    wrapper.parent.mkdir()
+    wrapper.write_text(f'#!/bin/sh\nexec {sys.executable} -m seqlab "$@"\n')
+    wrapper.chmod(0o755)
+    script = """
+eval "$(%s -m seqlab -sc install=bash)"
+COMP_LINE="$1"; COMP_POINT=${#COMP_LINE}; read -a COMP_WORDS <<< "$COMP_LINE"; COMP_CWORD=$(( ${#COMP_WORDS[@]} - 1 ))
+_seqlab_completion
+echo "${COMPREPLY[@]}"
+""" % sys.executable
+    env = {**os.environ, "PATH": f"{wrapper.parent}{os.pathsep}{os.environ['PATH']}"}
+
+    def complete(line):
+        r = subprocess.run(["bash", "-c", script, "bash", line], cwd=tmp_path, env=env, capture_output=True,
+                           text=True, timeout=120)
+        assert r.returncode == 0, r.stderr
+        return r.stdout.split()
+
+    assert complete(f"{sys.executable} -m seqlab model=l") == ["model=lru", "model=lstm"]
+    assert {"task=copy", "task=adding"} <= set(complete("seqlab task="))
+    assert complete(f"{sys.executable} other.py model=l") == []
+    assert not (tmp_path / "outputs").exists()

@@ -42,6 +42,11 @@ def status(run: Path) -> str:
 def assert_failed_job_did_not_stop_the_sweep(r, runs):
     assert r.returncode == 1, r.stderr  # Hydra re-raises the failure once the sweep has run
     assert "Error executing job with overrides" in r.stderr and "optim.lr=1e+30" in r.stderr
+    assert "Traceback" not in r.stderr and "HYDRA_FULL_ERROR" not in r.stderr  # one line per failure, no stack
+    (line,) = [ln for ln in r.stderr.splitlines() if ln.startswith("seqlab: job 0 (") and "diverged" in ln]
+    assert "optim.lr=1e+30" in line and "non-finite loss at step 2" in line and f"results in {runs[0]}" in line
+    assert "seqlab: error: job 0 diverged" in r.stderr
+    assert r.stderr.strip().splitlines()[-1].endswith("2 jobs: 1 finished, 1 diverged (job 0)")
     assert [status(d) for d in runs] == ["diverged", "finished"]
     failed = json.loads((runs[0] / "summary.json").read_text())
     assert "non-finite loss" in failed["error"] and failed["diverged_step"] == 2
@@ -112,6 +117,10 @@ def test_submitit_local_sweep_survives_a_failure(tmp_path):
     assert_failed_job_did_not_stop_the_sweep(r, runs)
     logs = list((runs[0].parent / ".submitit").rglob("*_log.out"))
     assert len(logs) == 2 and any("final eval loss" in p.read_text() for p in logs)
+    # not silent while it runs: where the logs are, then a line per job as it ends, naming its log
+    assert "their output goes to" in r.stderr and "finished: final eval loss" in r.stderr
+    assert "_0_log.err" in next(ln for ln in r.stderr.splitlines() if ln.startswith("seqlab: job 0 ("))
+    assert not (runs[0].parent / ".submitit" / "%j").exists()  # no stray directory left behind
 
 
 def test_slurm_launcher_config_renders_an_sbatch_script(tmp_path, monkeypatch):
@@ -162,8 +171,14 @@ def test_slurm_launcher_config_renders_an_sbatch_script(tmp_path, monkeypatch):
     ["-m", "+hparams_search=lr", "optim.lr=tag(log, interval(1e-5, 1e-2))"],
     ["hydra.job.chdir=true"],
 ])
-def test_preflight_accepts_launcher_and_sweeper_overrides(argv):
+def test_preflight_accepts_launcher_and_sweeper_overrides(argv, tmp_path, monkeypatch):
     from seqlab.__main__ import preflight
+
+    if "hydra/launcher=slurm" in argv:  # a cluster: submitit needs srun on PATH (a stub; nothing is submitted)
+        stub = tmp_path / "srun"
+        stub.write_text("#!/bin/sh\nexit 0\n")
+        stub.chmod(0o755)
+        monkeypatch.setenv("PATH", f"{tmp_path}{os.pathsep}{os.environ['PATH']}")
 
     if any("optuna" in a or "hparams_search" in a for a in argv):
         pytest.importorskip("hydra_plugins.hydra_optuna_sweeper")
@@ -176,9 +191,12 @@ def test_preflight_accepts_launcher_and_sweeper_overrides(argv):
     (["-m", "model=glob(*)", "seq_len=1"], "seq_len=1"),
     (["-m", "+hparams_search=nope"], "hparams_search=nope: unknown hparams_search; allowed: lr"),
     (["-m", "+experiment=nope"], "experiment=nope: unknown experiment"),
+    (["-m", "hydra/launcher=slurm", "model=rnn,gru"], "hydra/launcher=slurm: SLURM is not available on this machine"),
 ])
-def test_preflight_rejects_bad_sweeps_in_one_line(argv, message, capsys):
+def test_preflight_rejects_bad_sweeps_in_one_line(argv, message, capsys, monkeypatch):
     from seqlab.__main__ import preflight
+
+    monkeypatch.setenv("PATH", "/usr/bin:/bin")  # no srun here, whatever the machine has
 
     with pytest.raises(SystemExit) as e:
         preflight(argv)
