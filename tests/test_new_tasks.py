@@ -317,10 +317,12 @@ def test_report_compares_a_cell_across_tasks(tmp_path):
         run_dir = tmp_path / "sweep" / f"{task}-{model}"
         train(cfg, RunInfo(run_dir=run_dir, name="r", choices={"task": task, "model": model}))
         (run_dir / ".hydra").mkdir()
-        (run_dir / ".hydra" / "overrides.yaml").write_text(f"- task={task}\n- model={model}\n")
+        # one sweep set its own budget: an override that is one value per task is the task's column, not a cell
+        budget = "- steps=2\n" if task == "flip_flop" else ""
+        (run_dir / ".hydra" / "overrides.yaml").write_text(f"- task={task}\n- model={model}\n{budget}")
     written = write_report(load_runs([tmp_path / "sweep"]), tmp_path / "out")
     page = written["across_tasks_md"].read_text()
-    assert "| cell | flip_flop T=8 | parity T=8 |" in page
+    assert "| cell | flip_flop T=8 steps=2 | parity T=8 |" in page
     lines = {line.split(" |")[0]: line for line in page.splitlines() if line.startswith("| ")}
     assert {"| lstm", "| rnn", "| memoryless baseline", "| answer lag: median [25%, 75%]"} <= set(lines)
     assert "| answer lag: median [25%, 75%] | " in page and " 7 [7, 7] |" in lines["| answer lag: median [25%, 75%]"]

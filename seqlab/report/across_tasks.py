@@ -33,9 +33,11 @@ _TASK_KEYS = ("task", "seq_len")
 _SWEEP_KEYS = ("experiment",)  # the preset a run came from names its sweep, not its cell
 
 
-def task_label(s: Setting) -> str:
-    """'parity T=32 every_step=true': the task, its length and its own overrides."""
+def task_label(s: Setting, extra_keys: Sequence[str] = ()) -> str:
+    """'parity T=32 every_step=true': the task, its length and its own overrides (and ``extra_keys``,
+    overrides that are the same for every run of this task, e.g. a budget the sweep set for it)."""
     extra = [f"{k.split('.', 1)[1]}={v}" for k, v in sorted(s.items.items()) if k.startswith("task.")]
+    extra += [f"{k}={s.items[k]}" for k in extra_keys if k in s.items]
     return " ".join([s.task or s.items.get("task", "task"), f"T={s.seq_len}", *extra])
 
 
@@ -47,19 +49,28 @@ def cell_label(s: Setting, varying: Sequence[str]) -> str:
     return " ".join(f"{k}={s.items[k]}" for k in keys) or s.items.get("model", "run")
 
 
-def _cell_keys(settings: Sequence[Setting]) -> list[str]:
+def _split_keys(settings: Sequence[Setting]) -> tuple[list[str], list[str]]:
+    """(cell keys, task keys). An override that varies between the settings of one task is part of the cell
+    (model, remedy, lr); one that takes one value per task and differs only between tasks (``steps=1000`` given
+    to one sweep) belongs to that task's column, so it does not split a cell into a row of its own."""
     keys = sorted({k for s in settings for k in s.items
                    if k not in _TASK_KEYS + _SWEEP_KEYS and not k.startswith("task.")})
     varying = [k for k in keys if len({s.items.get(k) for s in settings}) > 1]
-    return (["model"] if "model" in keys else []) + [k for k in varying if k != "model"]
+    columns: dict[str, list[Setting]] = {}
+    for s in settings:
+        columns.setdefault(task_label(s), []).append(s)
+    per_task = [k for k in varying if k != "model"
+                and all(len({s.items.get(k) for s in group}) == 1 for group in columns.values())]
+    cell = (["model"] if "model" in keys else []) + [k for k in varying if k != "model" and k not in per_task]
+    return cell, per_task
 
 
 def across_tasks(settings: Sequence[Setting], curve: str = DEFAULT_CURVE):
     """(cells, tasks, {(cell, task): [settings]}) in order of appearance."""
-    varying = _cell_keys(settings)
+    varying, per_task = _split_keys(settings)
     grid: dict[tuple[str, str], list[Setting]] = {}
     for s in settings:
-        grid.setdefault((cell_label(s, varying), task_label(s)), []).append(s)
+        grid.setdefault((cell_label(s, varying), task_label(s, per_task)), []).append(s)
     cells = list(dict.fromkeys(c for c, _ in grid))
     tasks = sorted(dict.fromkeys(t for _, t in grid), key=lambda t: (t.split()[0], _num(t.split()[1][2:]), t))
     return cells, tasks, grid
