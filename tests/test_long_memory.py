@@ -48,7 +48,7 @@ def test_largest_length_solved_and_gaps():
     assert grid["b", "adding"]["length"] is None
 
 
-def test_report_on_real_runs(tmp_path):
+def test_report_on_real_runs(tmp_path, capsys):
     """Two tiny runs: the table counts examples as batch x the solving step, reads the step-0 probe."""
     for cell in ("gru", "cornn"):
         cfg = cfg_for(f"remedy={cell}", "task=adding", "seq_len=5", "steps=60", "eval_every=20", "eval_size=32",
@@ -72,6 +72,10 @@ def test_report_on_real_runs(tmp_path):
     md = written["markdown"].read_text()
     assert "| gru |" in md and "| cornn |" in md and written["figure"].stat().st_size > 0
     assert long_memory.main([str(tmp_path / "nowhere")]) == 2
+    (tmp_path / "a_file").write_text("")  # -o that cannot be a folder: one line, exit 2, no traceback
+    assert long_memory.main([str(tmp_path / "sweep"), "-o", str(tmp_path / "a_file")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith(f"seqlab.report.long_memory: error: -o {tmp_path / 'a_file'}: cannot write there")
 
 
 def test_scan_benchmark_quick(tmp_path):

@@ -12,6 +12,29 @@ from seqlab.report.tables import short_table
 from seqlab.report.write import write_report
 
 
+def load_or_say(dirs: list[str], prog: str) -> list | None:
+    """The runs under ``dirs``, or None after one line on stderr (a missing folder, no run in them)."""
+    try:
+        runs = load_runs(dirs)
+    except FileNotFoundError as e:
+        print(f"{prog}: error: {e}", file=sys.stderr)
+        return None
+    if not runs:
+        print(f"{prog}: error: no run directories under {' '.join(dirs)}", file=sys.stderr)
+        return None
+    return runs
+
+
+def write_or_say(write, out: Path, prog: str):
+    """``write()``'s result, or None after one line on stderr when ``out`` cannot be written."""
+    try:
+        return write()
+    except OSError as e:  # -o is a file, read-only, under /proc, a full disk
+        print(f"{prog}: error: -o {out}: cannot write there ({e.strerror or type(e).__name__}); "
+              f"choose a writable folder", file=sys.stderr)
+        return None
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m seqlab.report", description=_package.__doc__.split("\n\n")[0])
     parser.add_argument("dirs", nargs="+", help="sweep directories (multirun/DATE/TIME) or run directories")
@@ -21,13 +44,8 @@ def main(argv: list[str] | None = None) -> int:
                              "curve when it has none; e.g. c_l0: settings without it are left out, and said so)")
     parser.add_argument("--title", default="", help="title of the report and figures")
     args = parser.parse_args(argv)
-    try:
-        runs = load_runs(args.dirs)
-    except FileNotFoundError as e:
-        print(f"seqlab.report: error: {e}", file=sys.stderr)
-        return 2
-    if not runs:
-        print(f"seqlab.report: error: no run directories under {' '.join(args.dirs)}", file=sys.stderr)
+    runs = load_or_say(args.dirs, "seqlab.report")
+    if runs is None:
         return 2
     curves = curves_in(runs)
     if curves and args.curve != DEFAULT_CURVE and args.curve not in curves:
@@ -36,11 +54,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     out = Path(args.out) if args.out else (Path(args.dirs[0]) / "report" if len(args.dirs) == 1 else Path("report"))
     root = Path(args.dirs[0]).resolve() if len(args.dirs) == 1 else None
-    try:
-        written = write_report(runs, out, curve=args.curve, title=args.title, root=root)
-    except OSError as e:  # -o is a file, read-only, under /proc, a full disk
-        print(f"seqlab.report: error: -o {out}: cannot write the report there ({e.strerror or type(e).__name__}); "
-              f"choose a writable folder", file=sys.stderr)
+    written = write_or_say(lambda: write_report(runs, out, curve=args.curve, title=args.title, root=root),
+                           out, "seqlab.report")
+    if written is None:
         return 2
     # the terminal gets a glance (the full tables and notes are in the files)
     rows = [setting_row(s, args.curve) for s in group_runs(runs)]

@@ -26,6 +26,7 @@ import numpy as np
 
 from seqlab.report.figures import _colors, _facet_title, _facets, _finish, _pyplot
 from seqlab.report.runs import Run, Setting, _num
+from seqlab.report.stats import probe_index
 
 RATIO, GRAD = "train/update_ratio/", "train/grad_norm/"
 MAX_SPEED_PANELS = 8
@@ -98,14 +99,9 @@ def _depth_at(run: Run, at: str) -> tuple[np.ndarray, np.ndarray | None] | None:
     p = run.probe
     if p is None or "steps" not in p or len(p["steps"]) == 0:
         return None
-    steps = np.asarray(p["steps"])
-    if at == "init":
-        idx = np.flatnonzero(steps == 0)
-        if idx.size == 0:
-            return None
-        i = int(idx[0])
-    else:
-        i = len(steps) - 1
+    i = probe_index(p, at)
+    if i is None:
+        return None
     keys = [str(k) for k in p.get("curves", [])]
     state = keys[0].rsplit("_l", 1)[0] if keys else "h"
     layers = sorted(int(k.rsplit("_l", 1)[1]) for k in keys if k.rsplit("_l", 1)[0] == state)

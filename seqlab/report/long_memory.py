@@ -235,18 +235,19 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("-o", "--out", help="output folder (default: DIR/long_memory for one DIR, else ./long_memory)")
     p.add_argument("--title", default="", help="title of the table and figure")
     args = p.parse_args(argv)
-    try:
-        runs = load_runs(args.dirs)
-    except FileNotFoundError as e:
-        print(f"seqlab.report.long_memory: error: {e}", file=sys.stderr)
-        return 2
-    runs = [r for r in runs if r.summary or r.config]
+    from seqlab.report.cli import load_or_say, write_or_say
+
+    runs = load_or_say(args.dirs, "seqlab.report.long_memory")
+    runs = runs and [r for r in runs if r.summary or r.config]
     if not runs:
-        print(f"seqlab.report.long_memory: error: no run directories under {' '.join(args.dirs)}", file=sys.stderr)
+        if runs is not None:
+            print(f"seqlab.report.long_memory: error: no run directories under {' '.join(args.dirs)}", file=sys.stderr)
         return 2
     out = Path(args.out) if args.out else (Path(args.dirs[0]) / "long_memory" if len(args.dirs) == 1
                                            else Path("long_memory"))
-    written = write(runs, out, args.title)
+    written = write_or_say(lambda: write(runs, out, args.title), out, "seqlab.report.long_memory")
+    if written is None:
+        return 2
     print(written["markdown"].read_text().split("\n\nEvery run")[0])
     print(f"\nwritten: {', '.join(str(p) for p in written.values())}")
     return 0

@@ -41,6 +41,16 @@ def setting_curves(s: Setting, curve: str = DEFAULT_CURVE) -> list[str]:
     return sorted({k for r in s.runs if r.probe is not None and (k := curve_key(r.probe, curve)) is not None})
 
 
+
+def probe_index(p, at: str) -> int | None:
+    """Index of the step-0 probe (``at="init"``; None if the run has none) or of the last probe (any other
+    ``at``) in a run's probe.npz."""
+    steps = np.asarray(p["steps"])
+    if at != "init":
+        return len(steps) - 1
+    idx = np.flatnonzero(steps == 0)
+    return int(idx[0]) if idx.size else None
+
 def probe_numbers(run: Run, curve: str = DEFAULT_CURVE, at: str = "final") -> dict[str, float]:
     """gain, half_life, horizon, attenuation and top Lyapunov exponent of one probe of a run.
 
@@ -51,14 +61,9 @@ def probe_numbers(run: Run, curve: str = DEFAULT_CURVE, at: str = "final") -> di
     if p is None or "steps" not in p or len(p["steps"]) == 0:
         return out
     key = curve_key(p, curve)
-    steps = np.asarray(p["steps"])
-    if at == "init":
-        idx = np.flatnonzero(steps == 0)
-        if idx.size == 0:
-            return out
-        i = int(idx[0])
-    else:
-        i = len(steps) - 1
+    i = probe_index(p, at)
+    if i is None:
+        return out
     if key is not None:
         for name in ("gain", "half_life", "horizon", "attenuation_decades"):
             if f"{name}_{key}" in p:
