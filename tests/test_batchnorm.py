@@ -163,8 +163,8 @@ def cfg_for(*overrides):
 ])
 def test_training_is_bit_identical_with_the_probe_on_or_off(tmp_path, args):
     common = (*args, "steps=6", "eval_every=3", "log_every=3", "eval_size=16", "batch_size=8", "model.hidden_size=6")
-    on = train(cfg_for(*common, "probe.every=2", "probe.batch_size=8", "probe.lyapunov_k=2", "probe.plots=false"),
-               RunInfo(run_dir=tmp_path / "on", name="on"))
+    on = train(cfg_for(*common, "probe.every=2", "probe.batch_size=8", "probe.lyapunov_k=2", "probe.lyapunov_steps=0",
+                       "probe.plots=false"), RunInfo(run_dir=tmp_path / "on", name="on"))
     off = train(cfg_for(*common, "probe=none"), RunInfo(run_dir=tmp_path / "off", name="off"))
     assert (tmp_path / "on" / "metrics.jsonl").read_text() == (tmp_path / "off" / "metrics.jsonl").read_text()
     assert on["final_loss"] == off["final_loss"] and on["status"] == off["status"] == "finished"

@@ -292,7 +292,8 @@ def test_the_new_cells_have_configs():
 @pytest.mark.parametrize("name", MODEL_CONFIGS)
 def test_every_model_config_composes_instantiates_and_trains(name, tmp_path):
     cfg = cfg_for(f"model={name}", "task=adding", "seq_len=12", "steps=3", "eval_every=3", "eval_size=16",
-                  "batch_size=8", "model.hidden_size=8", "model.num_layers=2", "model.residual=true")
+                  "batch_size=8", "model.hidden_size=8", "model.num_layers=2", "model.residual=true",
+                  "probe.lyapunov_steps=0")
     summary = train(cfg, RunInfo(run_dir=tmp_path / name, name=name))
     assert summary["status"] == "finished"
     assert math.isfinite(summary["final_loss"]) and summary["final_loss"] > 0

@@ -13,7 +13,7 @@ from seqlab.__main__ import CONF_DIR
 from seqlab.train import RunInfo, train
 
 TINY = ("steps=1", "eval_every=1", "batch_size=4", "model.hidden_size=4", "probe.every=1", "probe.batch_size=4",
-        "probe.lyapunov_k=1", "probe.lyapunov_warmup=1", "probe.plots=false", "logger=none", "progress=false")
+        "probe.lyapunov_k=1", "probe.lyapunov_warmup=1", "probe.lyapunov_steps=0", "probe.plots=false", "logger=none", "progress=false")
 FLAT = ("task=random_labels", "task.n_examples=12", "task.input_dim=3", "task.n_classes=3")
 
 RUNS = {

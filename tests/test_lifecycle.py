@@ -22,7 +22,7 @@ from seqlab.tracking import results_only
 
 TINY = ["task=adding", "seq_len=10", "model.hidden_size=8", "batch_size=8", "eval_size=16", "log_every=1",
         "eval_every=2", "checkpoint_every=2", "probe.every=2", "probe.batch_size=4", "probe.lyapunov_k=2",
-        "probe.plots=false", "progress=false", "logger=none", "threads=1"]
+        "probe.lyapunov_steps=0", "probe.plots=false", "progress=false", "logger=none", "threads=1"]
 TIMING = ("wall_time_s", "train_time_s", "steps_per_s", "probe_time_s", "resumed_from_step", "segments",
           "already_finished")
 

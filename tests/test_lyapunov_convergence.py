@@ -80,3 +80,19 @@ def test_long_spectrum_only_at_first_and_last_probe(tmp_path):
         assert np.isfinite(lam[[0, 3]]).all() and np.isnan(lam[[1, 2]]).all()
         assert np.isfinite(err[[0, 3]]).all() and (err[[0, 3]] >= 0).all()
         assert summary["probe"]["lyapunov_l0"]["max"] == pytest.approx(lam[3, 0])
+
+
+def test_a_state_that_forgets_at_once_has_exponent_minus_infinity_with_no_spread_and_no_warning():
+    """A feedforward layer (T = 1) or a unit pinned at a constant: the tangent is zeroed, log R = -inf."""
+    import warnings
+
+    from seqlab.probe.lyapunov import summarize_log_r
+
+    log_r = np.full((40, 2, 3), -0.5)
+    log_r[:, :, 2] = -np.inf  # the third direction collapses at every step
+    log_r[7, 1, 1] = -np.inf  # the second collapses once: the product is zero from then on
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        est = summarize_log_r(log_r)
+    assert est.exponents[0] == -0.5 and est.exponents[1] == est.exponents[2] == -np.inf
+    assert est.err[1] == est.err[2] == 0.0 and np.isfinite(est.err[0])

@@ -233,7 +233,7 @@ def test_new_configs_compose_and_train(name, tmp_path):
     assert name in {p.stem for p in (Path(CONF_DIR) / "model").glob("*.yaml")}
     cfg = cfg_for(f"remedy={name}", "task=copy", "seq_len=6", "steps=4", "eval_every=2", "eval_size=8",
                   "batch_size=4", "model.hidden_size=6", "probe.every=2", "probe.batch_size=4",
-                  "probe.lyapunov_k=2", "probe.plots=false")
+                  "probe.lyapunov_k=2", "probe.lyapunov_steps=0", "probe.plots=false")
     assert cfg.model.layer._target_.startswith("seqlab.models.")
     summary = train(cfg, RunInfo(run_dir=tmp_path / name, name=name))
     assert summary["status"] == "finished" and math.isfinite(summary["final_loss"])

@@ -267,7 +267,8 @@ def test_every_task_trains_and_is_probed_with_every_model(tmp_path, task, model)
         cfg = compose(config_name="config", overrides=[
             "logger=none", "progress=false", f"task={task}", f"model={model}", *TASK_ARGS[task], "steps=2",
             "eval_every=2", "eval_size=8", "batch_size=4", "model.hidden_size=4", "probe.every=2",
-            "probe.batch_size=4", "probe.lyapunov_k=1", "probe.lyapunov_warmup=1", "probe.plots=false"])
+            "probe.batch_size=4", "probe.lyapunov_k=1", "probe.lyapunov_warmup=1", "probe.lyapunov_steps=0",
+            "probe.plots=false"])
     s = train(cfg, RunInfo(run_dir=tmp_path, name="r", choices={"task": task, "model": model}))
     assert s["status"] == "finished" and math.isfinite(s["final_loss"]) and s["task"] == task
     written = json.loads((tmp_path / "summary.json").read_text())

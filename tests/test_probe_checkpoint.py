@@ -19,7 +19,7 @@ from seqlab.train import RunInfo, train
 
 TRAINED = ("task=copy", "model=lstm", "seq_len=4", "model.hidden_size=6", "steps=2", "eval_size=8",
            "batch_size=4", "probe=none", "logger=none", "progress=false", "threads=1")
-PROBE = ("probe.batch_size=5", "probe.lyapunov_k=2", "threads=1")
+PROBE = ("probe.batch_size=5", "probe.lyapunov_k=2", "probe.lyapunov_steps=0", "threads=1")
 
 
 def compose_cfg(*overrides, name="config"):

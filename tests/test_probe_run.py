@@ -16,7 +16,7 @@ from seqlab.train import RunInfo, train
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 SMALL = ("eval_size=32", "batch_size=8", "model.hidden_size=8")
-PROBE_SMALL = ("probe.batch_size=8", "probe.lyapunov_k=4")
+PROBE_SMALL = ("probe.batch_size=8", "probe.lyapunov_k=4", "probe.lyapunov_steps=0")
 
 
 def compose_cfg(*overrides):

@@ -10,7 +10,7 @@ import pytest
 from seqlab.tracking import SeqlabWarning, WandbTracker
 from wandb_records import wandb_exit_code, wandb_records
 
-FAST = ["steps=6", "eval_every=3", "eval_size=16", "batch_size=8", "log_every=2", "progress=false",
+FAST = ["steps=6", "eval_every=3", "eval_size=16", "batch_size=8", "log_every=2", "progress=false", "probe.lyapunov_steps=0",
         "seq_len=10", "model.hidden_size=8"]
 
 

@@ -134,16 +134,23 @@ def summarize_log_r(log_r: np.ndarray, blocks: int = 10) -> LyapunovEstimate:
     if N == 0:
         nan = np.full(k, np.nan)
         return LyapunovEstimate(nan, nan, nan, 0, n)
-    exponents = log_r.mean(axis=(0, 1))
-    half = log_r[: max(N // 2, 1)].mean(axis=(0, 1))
-    b = min(blocks, N)
-    if b * n > 1:
-        size = N // b  # equal blocks; the remainder (< b steps) is left out of the spread only
-        means = log_r[: b * size].reshape(b, size, n, k).mean(axis=1).reshape(b * n, k)  # (b n, k)
-        se = means.std(axis=0, ddof=1) / np.sqrt(b * n)
-    else:
-        se = np.full(k, np.nan)
-    return LyapunovEstimate(exponents, se, exponents - half, N, n)
+    # A state that does not depend on the previous one (a feedforward layer, T = 1; a unit that saturated to
+    # exactly constant) contracts a tangent to zero: log R = -inf, an exact exponent of -inf with no spread.
+    exact = np.isneginf(log_r).any(axis=(0, 1))
+    with np.errstate(invalid="ignore"):
+        exponents = log_r.mean(axis=(0, 1))
+        half = log_r[: max(N // 2, 1)].mean(axis=(0, 1))
+        b = min(blocks, N)
+        if b * n > 1:
+            size = N // b  # equal blocks; the remainder (< b steps) is left out of the spread only
+            means = log_r[: b * size].reshape(b, size, n, k).mean(axis=1).reshape(b * n, k)  # (b n, k)
+            se = means.std(axis=0, ddof=1) / np.sqrt(b * n)
+        else:
+            se = np.full(k, np.nan)
+        drift = exponents - half
+    exponents = np.where(exact, -np.inf, exponents)
+    se, drift = np.where(exact, 0.0, se), np.where(exact, 0.0, drift)
+    return LyapunovEstimate(exponents, se, drift, N, n)
 
 
 def _log_r(layer: RecurrentLayer, inputs: torch.Tensor, k: int, warmup: int, seed: int,
