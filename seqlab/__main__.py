@@ -73,8 +73,10 @@ def _overrides(hc) -> str:
 
 
 def _run_name(cfg: DictConfig, choices: dict, override_dirname: str) -> str:
-    """Readable W&B name: task-model-T, then the other overrides."""
-    base = f"{choices.get('task', 'task')}-{choices.get('model', 'model')}-T{cfg.seq_len}"
+    """Readable W&B name: task-model-T (T only for a task that reads seq_len), then the other overrides."""
+    base = f"{choices.get('task', 'task')}-{choices.get('model', 'model')}"
+    if "seq_len" in (cfg.get("task") or {}):  # random_labels and the digits tasks have a length of their own
+        base += f"-T{cfg.seq_len}"
     extra = [o for o in override_dirname.split(",")
              if o and o.split("=")[0].lstrip("+~") not in ("task", "model", "seq_len", "resume")]
     return base + (" " + ",".join(extra) if extra else "")

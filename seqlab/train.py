@@ -196,7 +196,8 @@ def _train(cfg: DictConfig, info: RunInfo, run_dir: Path, stop: "StopFlag") -> d
 
     # The gradient probe: its own fixed batch and generator, so training is the same with it on or off.
     probe_batch = probe_settings.make_batch(task, device) if probe_settings else None
-    summary = {"status": "running", "name": name, "task": task.name, "seq_len": cfg.seq_len, "seed": cfg.seed,
+    length = cfg.seq_len if "seq_len" in cfg.task else task.total_len  # digits, random_labels: their own T
+    summary = {"status": "running", "name": name, "task": task.name, "seq_len": length, "seed": cfg.seed,
                "baseline": task.baseline, "lag": task.lag,
                "lag_distribution": lag_distribution(task, eval_batch),  # the answers' lags (probe's lag axis)
                "solved": False, "solved_step": None, "steps": cfg.steps,

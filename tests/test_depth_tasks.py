@@ -151,3 +151,25 @@ def test_digits_bad_parameters_name_the_key(kwargs, key):
     with pytest.raises(ConfigError, match=rf"^{key}=") as err:
         Digits(**kwargs)
     assert "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize("task, model, name, length", [
+    ("random_labels", "mlp", "random_labels-mlp", 1), ("digits_sequential", "lstm", "digits_sequential-lstm", 64),
+    ("adding", "rnn", "adding-rnn-T7", 7)])
+def test_run_name_and_summary_give_the_length_the_task_reads(tmp_path, task, model, name, length):
+    """Tasks with their own length (no seq_len) are not named or reported with the unused seq_len."""
+    from hydra import compose, initialize_config_dir
+
+    from seqlab.__main__ import _run_name
+    from seqlab.config import CONF_DIR
+    from seqlab.report.runs import load_runs
+    from seqlab.train import RunInfo, train
+
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        cfg = compose(config_name="config", overrides=[
+            f"task={task}", f"model={model}", "seq_len=7", "steps=1", "eval_every=1", "batch_size=4", "eval_size=8",
+            "model.hidden_size=4", "probe=none", "logger=none", "progress=false"])
+    assert _run_name(cfg, {"task": task, "model": model}, "seed=3") == f"{name} seed=3"
+    summary = train(cfg, RunInfo(run_dir=tmp_path / "r", name=name))
+    assert summary["seq_len"] == length
+    assert load_runs([tmp_path / "r"])[0].seq_len == length

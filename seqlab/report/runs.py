@@ -52,7 +52,9 @@ class Run:
 
     @property
     def seq_len(self):
-        return self.config.get("seq_len")
+        """The length the task read: summary.json's (a task without ``seq_len``, e.g. digits, has its own
+        T), else the config's."""
+        return self.summary.get("seq_len", self.config.get("seq_len"))
 
     @property
     def finished(self) -> bool:
