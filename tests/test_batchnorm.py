@@ -144,7 +144,7 @@ def test_the_probe_leaves_running_statistics_untouched(name):
     m(task.make_batch(16, torch.Generator().manual_seed(1)).inputs)  # running statistics away from init
     m.eval()
     before = {k: v.clone() for k, v in m.state_dict().items()}
-    settings = ProbeSettings(batch_size=8, lyapunov_k=2, lyapunov_warmup=1)
+    settings = ProbeSettings(batch_size=8, lyapunov_k=2, lyapunov_warmup=1, lyapunov_steps=50)
     result = probe(m, task, settings.make_batch(task), settings)
     assert not m.training  # its mode restored
     for k, v in m.state_dict().items():
