@@ -2,7 +2,8 @@
 
 default = torch's own init bit for bit; xavier / kaiming / orthogonal re-draw W_hh and W_ih
 of rnn, lstm, gru, bnlstm gate block by gate block, the input matrices of indrnn, lru and
-exprnn, and every W_l of the MLP; identity sets W_hh and leaves W_ih at torch's; biases
+exprnn, the gate/candidate blocks of mingru and minlstm, coRNN's V, W_z and W, the selective SSM's input
+projection, and every W_l of the MLP; identity sets W_hh and leaves W_ih at torch's; biases
 are never touched.
 """
 from functools import partial
@@ -11,8 +12,8 @@ import pytest
 import torch
 from torch import nn
 
-from seqlab.models import (BNLSTMLayer, FeedforwardLayer, GRULayer, IndRNNLayer, LRULayer, LSTMLayer,
-                           OrthogonalRNNLayer, RNNLayer)
+from seqlab.models import (BNLSTMLayer, CoRNNLayer, FeedforwardLayer, GRULayer, IndRNNLayer, LRULayer, LSTMLayer,
+                           MinGRULayer, MinLSTMLayer, OrthogonalRNNLayer, RNNLayer, SelectiveLayer)
 
 H, D = 24, 40
 GATED = {"rnn": (RNNLayer, 1, "rnn"), "lstm": (LSTMLayer, 4, "lstm"), "gru": (GRULayer, 3, "gru"),
@@ -116,4 +117,51 @@ def test_bad_init_names_the_key(make, key):
 
     with pytest.raises(ConfigError, match=rf"^{key}=") as err:
         make()
+    assert "\n" not in str(err.value)
+
+
+# the new cells: (layer, the Linear whose weight the knob sets, its blocks as (row slice, column slice))
+NEW_CELLS = {
+    "mingru": (MinGRULayer, lambda m: m.linear, [(slice(g * H, (g + 1) * H), slice(None)) for g in range(2)]),
+    "minlstm": (MinLSTMLayer, lambda m: m.linear, [(slice(g * H, (g + 1) * H), slice(None)) for g in range(3)]),
+    "cornn": (CoRNNLayer, lambda m: m.i2h, [(slice(None), slice(0, D)), (slice(None), slice(D, D + H)),
+                                           (slice(None), slice(D + H, D + 2 * H))]),
+    "selective": (SelectiveLayer, lambda m: m.in_proj, [(slice(None), slice(None))]),
+}
+
+
+@pytest.mark.parametrize("name", NEW_CELLS)
+@pytest.mark.parametrize("scheme", ["default", "orthogonal", "kaiming"])
+def test_init_knob_of_the_new_cells_redraws_each_block_and_nothing_else(name, scheme):
+    make, linear, blocks = NEW_CELLS[name]
+    torch.manual_seed(0)
+    ref = make(D, H)
+    torch.manual_seed(0)
+    layer = make(D, H, init=scheme)
+    W, W0 = linear(layer).weight.detach(), linear(ref).weight.detach()
+    assert torch.equal(W, W0) == (scheme == "default")  # default: the cell's own init, bit for bit
+    assert torch.equal(linear(layer).bias, linear(ref).bias)  # the bias is never redrawn
+    for rows, cols in blocks:
+        b = W[rows, cols]
+        if scheme == "orthogonal":  # every singular value 1, block by block
+            torch.testing.assert_close(torch.linalg.svdvals(b), torch.ones(min(b.shape)), rtol=1e-5, atol=1e-5)
+        if scheme == "kaiming":  # N(0, 2 / fan_in)
+            assert abs(float(b.var()) / (2 / b.shape[1]) - 1) < 0.25
+
+
+def test_cornn_identity_sets_both_recurrent_blocks_and_keeps_V():
+    torch.manual_seed(0)
+    ref = CoRNNLayer(D, H)
+    torch.manual_seed(0)
+    layer = CoRNNLayer(D, H, init="identity")
+    V, W_z, W = layer.weights()
+    assert torch.equal(V, ref.weights()[0]) and torch.equal(W_z, torch.eye(H)) and torch.equal(W, torch.eye(H))
+
+
+@pytest.mark.parametrize("make", [MinGRULayer, MinLSTMLayer, CoRNNLayer, SelectiveLayer])
+def test_bad_init_of_the_new_cells_names_the_key(make):
+    from seqlab.checks import ConfigError
+
+    with pytest.raises(ConfigError, match=r"^model.layer.init='glorot': must be one of") as err:
+        make(2, 4, init="glorot")
     assert "\n" not in str(err.value)

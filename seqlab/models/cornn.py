@@ -29,7 +29,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ..checks import check_positive
+from ..checks import check_choice, check_positive
+from .init import INITS, init_matrix
 from .base import RecurrentLayer, State, TapFn, no_tap
 
 
@@ -38,12 +39,23 @@ class CoRNNLayer(RecurrentLayer):
     outputs_at_steps = True  # the step loop keeps y at the loss steps only (base class)
 
     def __init__(self, input_size: int, hidden_size: int, dt: float = 0.06, gamma: float = 66.0,
-                 epsilon: float = 15.0):
+                 epsilon: float = 15.0, init: str = "default"):
         super().__init__(input_size, hidden_size)
         self.dt = check_positive("model.layer.dt", dt)
         self.gamma = check_positive("model.layer.gamma", gamma)
         self.epsilon = check_positive("model.layer.epsilon", epsilon)
         self.i2h = nn.Linear(input_size + 2 * hidden_size, hidden_size)  # [V | W_z | W] and b
+        check_choice("model.layer.init", init, INITS)
+        if init != "default":  # each of V, W_z, W by the scheme (identity: W_z = W = I, V torch's); b torch's
+            with torch.no_grad():
+                for block in self.weights():  # column views of the one matrix: drawn apart, copied in
+                    fresh = block.clone()
+                    if init == "identity":
+                        if fresh.shape[0] == fresh.shape[1]:
+                            nn.init.eye_(fresh)
+                    else:
+                        init_matrix(fresh, init)
+                    block.copy_(fresh)
 
     def weights(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """V (H, D), W_z (H, H), W (H, H): views of the one published weight matrix."""

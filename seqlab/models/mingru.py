@@ -31,6 +31,7 @@ from torch import nn
 
 from ..checks import check_choice, check
 from .diagonal import DiagonalLayer
+from .init import init_matrix
 from .scan import METHODS
 
 CANDIDATES = ("g", "linear")
@@ -63,12 +64,13 @@ class MinGRULayer(DiagonalLayer):
     convex = True  # h_t = lerp(h_{t-1}, h~_t, z_t)
 
     def __init__(self, input_size: int, hidden_size: int, candidate: str = "g", scan: str = "auto",
-                 chunk: int | None = None):
+                 chunk: int | None = None, init: str = "default"):
         super().__init__(input_size, hidden_size, scan, chunk)
         check_candidate(candidate, scan)
         self.candidate = candidate
         self.cand = candidate_fn(candidate)
         self.linear = nn.Linear(input_size, 2 * hidden_size)  # [Linear_z | Linear_h]
+        init_matrix(self.linear.weight, init, block_rows=hidden_size)  # each of Linear_z, Linear_h (biases: torch's)
 
     def method(self, x: torch.Tensor) -> str:
         m = super().method(x)

@@ -27,6 +27,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .diagonal import DiagonalLayer
+from .init import init_matrix
 from .mingru import candidate_fn, check_candidate, log_g
 from .scan import METHODS
 
@@ -38,12 +39,13 @@ class MinLSTMLayer(DiagonalLayer):
     convex = True  # f' = 1 - i': h_t = lerp(h_{t-1}, h~_t, i'_t)
 
     def __init__(self, input_size: int, hidden_size: int, candidate: str = "g", scan: str = "auto",
-                 chunk: int | None = None):
+                 chunk: int | None = None, init: str = "default"):
         super().__init__(input_size, hidden_size, scan, chunk)
         check_candidate(candidate, scan)
         self.candidate = candidate
         self.cand = candidate_fn(candidate)
         self.linear = nn.Linear(input_size, 3 * hidden_size)  # [Linear_f | Linear_i | Linear_h]
+        init_matrix(self.linear.weight, init, block_rows=hidden_size)  # each of the three (biases: torch's)
 
     def method(self, x: torch.Tensor) -> str:
         m = super().method(x)

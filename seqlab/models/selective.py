@@ -35,11 +35,13 @@ from torch import nn
 
 from ..checks import check, check_int, is_int, is_number
 from .diagonal import DiagonalLayer
+from .init import init_matrix
 
 
 class SelectiveLayer(DiagonalLayer):
     def __init__(self, input_size: int, hidden_size: int, state_size: int = 16, dt_rank: int | None = None,
-                 dt_min: float = 1e-3, dt_max: float = 0.1, scan: str = "auto", chunk: int | None = None):
+                 dt_min: float = 1e-3, dt_max: float = 0.1, scan: str = "auto", chunk: int | None = None,
+                 init: str = "default"):
         super().__init__(input_size, hidden_size, scan, chunk)
         H = hidden_size
         N = check_int("model.layer.state_size", state_size, 1)
@@ -51,6 +53,7 @@ class SelectiveLayer(DiagonalLayer):
         R = dt_rank or math.ceil(H / 16)
         self.N, self.R = N, R
         self.in_proj = nn.Linear(input_size, H)  # u = silu(W_in x + b_in)
+        init_matrix(self.in_proj.weight, init)  # W_in only: x_proj, dt_proj, A and D keep S6's own init
         self.x_proj = nn.Linear(H, R + 2 * N, bias=False)  # [W_r | W_B | W_C]
         self.dt_proj = nn.Linear(R, H)  # W_dt, b_dt
         with torch.no_grad():
