@@ -7,6 +7,7 @@ ends in one line naming the key, the value and what is allowed, with exit code
 """
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -125,7 +126,11 @@ def main() -> None:
     preflight(sys.argv[1:])
     _one_line_warnings()
     sys.stderr = QuietStderr(sys.stderr)
-    run()
+    try:
+        run()
+    except BrokenPipeError:  # `python -m seqlab --help | head`: the reader left; stop quietly, as Unix tools do
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        raise SystemExit(1)
 
 
 if __name__ == "__main__":

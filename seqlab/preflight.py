@@ -48,6 +48,11 @@ def _args(argv: list[str]):
 def _overrides_from_argv(argv: list[str]) -> list[str] | None:
     """The override strings of a command line, or None when Hydra will not run a job."""
     args = _args(argv)
+    modes = [flag for flag, on in (("--run", args.run), ("--multirun", args.multirun), ("--cfg", args.cfg is not None),
+                                   ("--info", args.info is not None), ("--shell-completion", args.shell_completion)) if on]
+    if len(modes) > 1 and not (args.help or args.hydra_help):  # Hydra raises a ValueError with a traceback
+        fail(f"{' and '.join(modes)}: only one of --run, --multirun (-m), --cfg, --info and --shell-completion "
+             f"can be given")
     if args.help or args.hydra_help or args.shell_completion or args.info or args.cfg:
         return None
     return list(args.overrides)
@@ -96,6 +101,7 @@ def preflight(argv: list[str], config_name: str = "config", check: Callable[[Dic
             _check_intervals(parsed, sweeper)
         needs_hydra = multirun or any(o.key_or_group.startswith("hydra") for o in parsed)
         for combo in combinations(axes):
+            _check_remedy_model(combo)
             try:
                 cfg = compose(config_name=config_name, overrides=list(combo), return_hydra_config=needs_hydra)
             except Exception as e:
@@ -180,6 +186,28 @@ def _override_values(o) -> tuple[list[str], list | None]:
         return strings, values if all(is_number(v) for v in values) else None
     value = o.value()
     return [o.get_value_element_as_str()], [value] if is_number(value) else None
+
+
+def remedy_model(remedy: str) -> str | None:
+    """The model a remedy preset (conf/remedy/NAME.yaml) selects with ``override /model: M``."""
+    path = _paths.CONF_DIR / "remedy" / f"{remedy}.yaml"
+    if not path.is_file():
+        return None
+    found = re.search(r"^\s*-\s*override\s+/model:\s*(\S+)", path.read_text(), flags=re.M)
+    return found.group(1) if found else None
+
+
+def _check_remedy_model(combo) -> None:
+    """``remedy=lstm_chrono model=gru``: the command line's model would silently replace the one the
+    remedy is for (a GRU with chrono, named lstm_chrono). Refused; the remedy's own model, or a model
+    that the remedy does not name, are fine."""
+    values = dict(c.split("=", 1) for c in combo if "=" in c and c.split("=", 1)[0] in ("remedy", "model"))
+    remedy, model = values.get("remedy"), values.get("model")
+    if remedy and model:
+        wants = remedy_model(remedy)
+        if wants is not None and wants != model:
+            fail(f"model={model}: remedy={remedy} is a preset for model={wants}, not {model}; drop model= (the remedy "
+                 f"sets it) or choose a remedy for {model} (conf/remedy/)")
 
 
 def _axes(parsed) -> dict[str, Axis]:

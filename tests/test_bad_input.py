@@ -98,6 +98,11 @@ BAD = [
     # every distinct value of a long axis is checked, not only the composed ones
     ("-m model=rnn,gru seed=range(-1,600)", "seed=-1"),
     ("-m model=rnn,gru seed=range(0,600) model.hidden_size=8,16,10000000", "model.hidden_size=10000000"),
+    # a remedy preset and another model: the model would silently replace the remedy's (a "lstm_chrono" GRU)
+    ("remedy=lstm_chrono model=gru", "model=gru: remedy=lstm_chrono is a preset for model=lstm"),
+    ("-m remedy=gru_chrono,lstm_chrono model=gru", "model=gru: remedy=lstm_chrono is a preset for model=lstm"),
+    # two modes at once: Hydra's ValueError traceback before
+    ("-m model=rnn --cfg job", "--multirun and --cfg: only one of"),
 ]
 
 
@@ -134,6 +139,8 @@ GOOD = [
     "-m seed=range(0,600) model=rnn,gru",           # long sweeps pass when every value is fine
     "-m +hparams_search=lr hydra.sweeper.storage=sqlite:///optuna.db",
     "-m hydra/launcher=parallel hydra.launcher.n_jobs=-1",
+    "remedy=lstm_chrono model=lstm",                  # the remedy's own model, said twice
+    "-m remedy=rnn_xavier,rnn_kaiming model=rnn model.hidden_size=32",
 ]
 
 
