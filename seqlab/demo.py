@@ -57,12 +57,13 @@ def layer_gradient_norms(activation: str, seed: int = DEFAULT_SEED, depth: int =
 def main(argv: list[str] | None = None) -> int:
     parser = _OneLineParser(prog="python -m seqlab.demo", description=__doc__.split("\n\n")[0])
     parser.add_argument("--seed", type=int, default=DEFAULT_SEED, help="seed of the data and of both nets")
-    parser.add_argument("--seeds", type=int, default=0, metavar="N",
+    parser.add_argument("--seeds", type=int, default=None, metavar="N",
                         help="instead: the first layer's norms over seeds 0..N-1 (min, median, max)")
     args = parser.parse_args(argv)
-    for key in ("seed", "seeds"):
-        if getattr(args, key) < 0:
-            parser.error(f"--{key}={getattr(args, key)}: must be an integer >= 0")
+    if args.seed < 0:
+        parser.error(f"--seed={args.seed}: must be an integer >= 0")
+    if args.seeds is not None and args.seeds < 1:
+        parser.error(f"--seeds={args.seeds}: must be an integer >= 1")
     torch.set_num_threads(1)
     if args.seeds:
         rows = [[layer_gradient_norms(a, s)[0] for a in ACTIVATIONS] for s in range(args.seeds)]

@@ -43,6 +43,7 @@ def test_command_prints_both_numbers_and_the_ratio(capsys):
 @pytest.mark.parametrize("argv, message", [
     (["--seed", "-1"], "--seed=-1: must be an integer >= 0"),
     (["--seed", "x"], "argument --seed: invalid int value: 'x'"),
+    (["--seeds", "0"], "--seeds=0: must be an integer >= 1"),
 ])
 def test_bad_argument_is_one_line_exit_2(argv, message, capsys):
     with pytest.raises(SystemExit) as exit_:

@@ -18,3 +18,11 @@ def test_readme_python_example_runs_without_hydra(capsys):
     out = capsys.readouterr().out.splitlines()
     assert out[0] == "(64, 100, 2) baseline 0.1667, lag 99"
     assert [line.split(":")[0] for line in out[2:]] == ["rnn", "lstm"]
+    # and what it prints is what the README says it prints (numbers to 1%: another CPU may round differently)
+    printed = re.search(r"prints \(CPU, torch [^)]*\)\n\n```\n(.*?)```", section, re.S)[1].splitlines()
+    assert len(printed) == len(out)
+    number = r"-?\d+(?:\.\d+)?(?:e[-+]\d+)?"
+    for want, got in zip(printed, out):
+        assert re.sub(number, "#", want) == re.sub(number, "#", got), (want, got)
+        for a, b in zip(re.findall(number, want), re.findall(number, got)):
+            assert abs(float(a) - float(b)) <= 0.01 * abs(float(a)) + 1e-12, (want, got)
