@@ -67,15 +67,15 @@ GATE_BIAS = Real(-100, 100, null=True, note="sigmoid is 0 or 1 in float32 beyond
 # the code that owns them; sizes are also bounded together by seqlab.memory (what fits here).
 KNOBS: dict[str, Rule] = {
     # top level (RunSchema; comments in conf/config.yaml)
-    "seq_len": Int(1), "seed": Int(0, SEED_MAX), "steps": Int(0, 10**12), "batch_size": Int(1),
+    "seq_len": Int(2), "seed": Int(0, SEED_MAX), "steps": Int(0, 10**12), "batch_size": Int(1),
     "grad_clip": Real(0, open="lo", null=True), "grad_clip_value": Real(0, open="lo", null=True),
     "eval_every": Int(1), "eval_size": Int(1), "eval_seed": Int(0, SEED_MAX), "log_every": Int(1),
     "device": Text(), "threads": Int(1, MAX_THREADS, null=True), "progress": Flag(), "flush_denormal": Flag(),
     "on_nonfinite": OneOf(*NONFINITE_POLICIES), "skip_limit": Real(0, 1), "checkpoint_every": Int(1), "resume": Text(null=True),
     "checkpoint": Text(null=True),  # python -m seqlab.probe (conf/probe_only.yaml)
     # task (conf/task/)
-    # (each task's own lower bound on seq_len, e.g. >= 2 or even, is checked by the task)
-    "task.seq_len": Int(1), "task.n_symbols": Int(2), "task.distractors": Text(), "task.delay": Int(1, null=True),
+    # (every task that reads seq_len needs >= 2; a task's own stricter bound, e.g. even, is checked by the task)
+    "task.seq_len": Int(2), "task.n_symbols": Int(2), "task.distractors": Text(), "task.delay": Int(1, null=True),
     "task.p_ignore": Real(0, 1, open="hi"), "task.n_pairs": Int(1), "task.vocab_size": Int(4),
     "task.power_a": Real(0, 1, open="lo"), "task.random_non_queries": Flag(), "task.every_step": Flag(),
     "task.n_memorize": Int(1), "task.n_tokens": Int(4), "task.variant": Text(), "task.variable_length": Flag(),

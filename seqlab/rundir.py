@@ -204,9 +204,24 @@ def same_experiment(saved: dict, current: dict) -> bool:
     return all(saved.get(k) == current.get(k) for k in keys)
 
 
+def _steps_to_go(run_dir: Path, steps) -> bool:
+    """Whether the run in ``run_dir`` has not finished, or finished fewer than ``steps`` steps."""
+    import json
+
+    try:
+        summary = json.loads((run_dir / "summary.json").read_text())
+    except (OSError, ValueError):
+        return True  # no readable summary yet: it stopped before its end
+    if not isinstance(summary, dict) or summary.get("status") != "finished":
+        return True
+    done = summary.get("steps")
+    return isinstance(done, int) and isinstance(steps, int) and done < steps
+
+
 def find_last(overrides: list[str], config_name: str = "config", root: Path = DEFAULT_ROOT) -> Path:
     """The newest run directory under ``root`` (by its checkpoint's time) made by the experiment
-    ``overrides`` describe (only MAY_CHANGE_ON_RESUME keys may differ)."""
+    ``overrides`` describe (only MAY_CHANGE_ON_RESUME keys may differ) that still has steps to go; when
+    every such run has finished, the newest of them (which then says so)."""
     from hydra import compose, initialize_config_dir
     from omegaconf import OmegaConf
 
@@ -220,10 +235,9 @@ def find_last(overrides: list[str], config_name: str = "config", root: Path = DE
         raise RunDirError("resume=last: the other overrides do not compose; fix them first") from None
     candidates = sorted((p.parent for p in root.glob(f"*/*/{CHECKPOINT_NAME}")),
                         key=lambda d: (d / CHECKPOINT_NAME).stat().st_mtime, reverse=True)
-    for run_dir in candidates:
-        saved = _load_config(run_dir)
-        if saved is not None and same_experiment(saved, current):
-            return run_dir
+    matches = [d for d in candidates if (saved := _load_config(d)) is not None and same_experiment(saved, current)]
+    if matches:  # the newest that still has steps to go (stopped, or asked for more steps), else the newest
+        return next((d for d in matches if _steps_to_go(d, current.get("steps"))), matches[0])
     raise RunDirError(f"resume=last: none of the {len(candidates)} runs with a checkpoint under {root}/ was "
                       f"made with these overrides; give resume=DIR, or drop resume to start a new run")
 

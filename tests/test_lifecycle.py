@@ -250,6 +250,24 @@ def test_resume_last_and_the_refused_combinations(tmp_path):
     one_line_error(cli(tmp_path, "-m", *TINY, "seed=0,1", f"resume={first}"), "resume=", "hydra.sweep.dir")
 
 
+def test_resume_last_prefers_the_newest_run_with_steps_to_go(tmp_path):
+    """A stopped run and a newer finished one of the same experiment: resume=last continues the stopped
+    one (it used to pick the finished one and say 'already finished'); asked for more steps than the
+    finished one made, it is that one; with every run finished and nothing more asked, the newest."""
+    from seqlab.rundir import find_last
+
+    for _ in range(2):
+        assert cli(tmp_path, *tiny("steps=2", "probe=none")).returncode == 0
+    older, newer = sorted((tmp_path / "outputs").glob("*/*"), key=lambda d: (d / "checkpoint.pt").stat().st_mtime)
+    os.utime(older / "checkpoint.pt", (1, 1))  # make the order unambiguous
+    overrides = tiny("steps=2", "probe=none")
+    assert find_last(overrides, root=tmp_path / "outputs") == newer  # both finished: the newest
+    summary = json.loads((older / "summary.json").read_text())
+    (older / "summary.json").write_text(json.dumps({**summary, "status": "preempted"}))
+    assert find_last(overrides, root=tmp_path / "outputs") == older  # the stopped one
+    assert find_last(tiny("steps=3", "probe=none"), root=tmp_path / "outputs") == newer  # more steps: the newest
+
+
 def test_resume_command_is_the_same_arguments_with_the_directory(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr(sys, "argv", ["/x/seqlab/__main__.py"])
