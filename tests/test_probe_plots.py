@@ -62,7 +62,14 @@ def test_heatmap_starts_at_the_first_probe_and_explains_underflow(tmp_path, figu
     mesh = ax.collections[0]
     assert mesh.get_coordinates()[0, 0, 0] == 0.0  # the first cell starts at step 0, not at -5
     legend = [t.get_text() for t in ax.get_legend().get_texts()]
-    assert plots.UNDERFLOW_LABEL in legend
+    assert plots.UNDERFLOW_LABEL in legend and any(t.startswith("probe taken") for t in legend)
+    marks = [ln for ln in ax.get_lines() if ln.get_marker() == "v"]  # where the probes were taken
+    assert len(marks) == 1 and list(marks[0].get_xdata()) == [0.0, 10.0, 20.0, 30.0, 40.0]
+    assert [t for t in ax.get_xticks()] == [0.0, 10.0, 20.0, 30.0, 40.0]
+    one = history_of(1, layers=1)  # a single probe: one cell centred on its step, one integer tick
+    plots.plot_heatmap(one, tmp_path / plots.HEATMAP_PNG, "")
+    ax = figures[plots.HEATMAP_PNG].axes[0]
+    assert ax.get_xlim() == (-0.5, 0.5) and list(ax.get_xticks()) == [0.0]
     no_underflow = history_of(2, layers=1)
     plots.plot_heatmap(no_underflow, tmp_path / plots.HEATMAP_PNG, "")
     legend = [t.get_text() for t in figures[plots.HEATMAP_PNG].axes[0].get_legend().get_texts()]
@@ -71,7 +78,7 @@ def test_heatmap_starts_at_the_first_probe_and_explains_underflow(tmp_path, figu
 
 def test_step_edges_clip_to_the_trained_span():
     np.testing.assert_array_equal(plots._step_edges(np.array([0.0, 250, 500, 600])), [0, 125, 375, 550, 600])
-    np.testing.assert_array_equal(plots._step_edges(np.array([0.0])), [0, 1])
+    np.testing.assert_array_equal(plots._step_edges(np.array([800.0])), [799.5, 800.5])
 
 
 def test_depth_and_grid_figures_only_for_stacks(tmp_path, figures):

@@ -167,8 +167,8 @@ def plot_curves(history: ProbeHistory, path: str | Path, title: str = "") -> Pat
 def _step_edges(steps: np.ndarray) -> np.ndarray:
     """Cell edges along the training-step axis: midpoints between probes, clipped to the span
     that was trained (the first cell starts at the first probe, never at a negative step)."""
-    if len(steps) == 1:
-        return np.array([steps[0], steps[0] + 1.0])
+    if len(steps) == 1:  # one probe: one cell centred on it
+        return np.array([steps[0] - 0.5, steps[0] + 0.5])
     mid = (steps[1:] + steps[:-1]) / 2
     return np.concatenate([[steps[0]], mid, [steps[-1]]])
 
@@ -196,21 +196,28 @@ def plot_heatmap(history: ProbeHistory, path: str | Path, title: str = "") -> Pa
             mesh = ax.pcolormesh(_step_edges(steps), lag_edges, np.ma.masked_invalid(z), shading="flat",
                                  cmap=_magma())
             ax.axhline(history.task_lag, color="w", ls="--", lw=0.8)
-            ax.set_xlim(steps[0], steps[-1] if len(steps) > 1 else steps[0] + 1)
+            edges = _step_edges(steps)
+            ax.set_xlim(edges[0], edges[-1])
+            # each cell spans halfway to the neighbouring probes: mark where the probes were taken
+            ax.plot(steps, np.full(len(steps), lag_edges[-1]), "v", color="c", ms=5, clip_on=False, zorder=5)
+            if len(steps) <= 6:
+                ax.set_xticks(steps, [f"{x:g}" for x in steps])
             ax.set_xlabel("training step")
             ax.set_ylabel("lag k")
             ax.set_title(_key_label(key), fontsize=9)
             fig.colorbar(mesh, ax=ax, label="log10 g(k)")
-    _map_legend(axes[0, 0], history.task_lag, any_underflow, "upper right")
+    _map_legend(axes[0, 0], history.task_lag, any_underflow, "upper right", probes=True)
     return _finish(plt, fig, path, title)
 
 
-def _map_legend(ax, task_lag: int, underflow: bool, loc: str) -> None:
+def _map_legend(ax, task_lag: int, underflow: bool, loc: str, probes: bool = False) -> None:
     """The heat maps' legend: the task's lag line and, where there is any, what a grey cell means."""
     from matplotlib.lines import Line2D
 
     handles = ([_underflow_handle()] if underflow else []) + [
         Line2D([], [], color="w", ls="--", lw=0.8, label=f"task lag {task_lag}")]
+    if probes:
+        handles.append(Line2D([], [], color="c", marker="v", ls="", ms=5, label="probe taken (cell: to the midpoints)"))
     ax.legend(handles=handles, fontsize=7, loc=loc, facecolor="0.3", labelcolor="w", framealpha=0.8)
 
 

@@ -173,6 +173,8 @@ def plot_learning_curves(settings: Sequence[Setting], path: Path, title: str = "
     """Eval loss and pre-clip gradient norm against step; a row only where some run logged it (a run
     shorter than ``log_every`` has no gradient norms), a panel only for a (task, T) with data."""
     plt = _pyplot()
+    from matplotlib.ticker import MaxNLocator
+
     colors = _colors(settings)
     rows = learning_rows([r for s in settings for r in s.runs])
     facets = [f for f in _facets(settings)
@@ -190,8 +192,9 @@ def plot_learning_curves(settings: Sequence[Setting], path: Path, title: str = "
             c = colors[s.label]
             for (key, _), ax in zip(rows, axes[:, j]):
                 steps, y, lo, hi = _series(s.finished, key, spread=True)
-                if len(steps):  # a single evaluation (steps=0) is a dot
-                    ax.plot(steps, y, "-", color=c, lw=1.4, label=s.label, marker="o" if len(steps) == 1 else None)
+                if len(steps):  # few evaluations (one, for steps=0) are dots on the line: where it was measured
+                    ax.plot(steps, y, "-", color=c, lw=1.4, label=s.label, marker="o" if len(steps) <= 12 else None,
+                            ms=3)
                     if len(s.finished) > 1:
                         ax.fill_between(steps, lo, hi, color=c, alpha=0.15, lw=0)
                 for r in s.runs:
@@ -219,6 +222,7 @@ def plot_learning_curves(settings: Sequence[Setting], path: Path, title: str = "
         for ax in axes[:, j]:
             ax.set_yscale("log")
             ax.grid(True, which="major", alpha=0.3)
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     for (_, name), ax in zip(rows, axes[:, 0]):
         ax.set_ylabel(name)
     _finish(plt, fig, axes[0], path, title, "learning curves (mean and min-max band over finished seeds; "

@@ -69,6 +69,8 @@ def plot_layer_speed(settings: Sequence[Setting], path: Path, title: str = "") -
     if not shown:
         return None
     plt = _pyplot()
+    from matplotlib.ticker import MaxNLocator
+
     fig, axes = plt.subplots(2, len(shown), figsize=(4.4 * len(shown) + 1.6, 6.2), squeeze=False, sharex="col")
     for j, s in enumerate(shown):
         runs = s.finished or s.runs
@@ -79,13 +81,15 @@ def plot_layer_speed(settings: Sequence[Setting], path: Path, title: str = "") -
             for ax, prefix in zip(axes[:, j], (RATIO, GRAD)):
                 steps, y = _geo_series(runs, prefix + g)
                 if len(steps):
-                    ax.plot(steps, y, color=colors[g], lw=1.3, label=label, marker="o" if len(steps) == 1 else None)
+                    ax.plot(steps, y, color=colors[g], lw=1.3, label=label, marker="o" if len(steps) <= 12 else None, ms=3)
         timed = s.seq_len is not None and any(_num(r.summary.get("lag")) > 0 for r in runs)  # a task with time
         axes[0, j].set_title(f"{s.label} (T={s.seq_len})" if timed else s.label, fontsize=9)
         axes[1, j].set_xlabel("training step")
         for ax in axes[:, j]:
             ax.set_yscale("log")
             ax.grid(True, alpha=0.3)
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # steps are whole, even with one logged point
+            ax.set_xlim(left=0)
     axes[0, 0].set_ylabel("update ratio ||ΔW_l|| / ||W_l||")
     axes[1, 0].set_ylabel("||dL/dW_l|| (pre-clip)")
     _finish(plt, fig, axes[0], path, title, "learning speed per layer (geometric mean over finished seeds; "
