@@ -62,3 +62,15 @@ def test_standalone_probe_errors_leave_no_output_directory(tmp_path):
     assert not out.exists()
     with pytest.raises(ConfigError, match="nothing to probe"):
         check_standalone(compose_cfg("probe=none"))
+
+
+def test_the_printout_says_what_an_exponent_of_minus_infinity_means():
+    from seqlab.probe.__main__ import format_probe
+
+    summary = {"task": "random_labels", "lag": 0, "step": 0, "checkpoint": None, "probe": {
+        "lyapunov_l0": {"max": float("-inf"), "max_err": 0.0, "steps": 3000, "k": 2, "sum": float("-inf")},
+        "lyapunov_l1": {"max": -0.5, "max_err": 0.001, "steps": 3000, "k": 2, "sum": -1.2}}}
+    lines = format_probe(summary).splitlines()
+    assert lines[1] == ("  lyapunov_l0: top exponent -inf: this layer's state does not depend on its previous one "
+                        "(no time axis, e.g. a feedforward layer)")
+    assert lines[2].startswith("  lyapunov_l1: top exponent -0.5 ± 0.001 per step over 3000 steps")

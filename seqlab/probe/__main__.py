@@ -156,7 +156,10 @@ def format_probe(summary: dict) -> str:
     for key, s in summary["probe"].items():
         if key == "step":
             continue
-        if key.startswith("lyapunov"):
+        if key.startswith("lyapunov") and s.get("max") == float("-inf"):
+            lines.append(f"  {key}: top exponent -inf: this layer's state does not depend on its previous one "
+                         f"(no time axis, e.g. a feedforward layer)")
+        elif key.startswith("lyapunov"):
             err = f" ± {s['max_err']:.2g}" if s.get("max_err") is not None else ""
             lines.append(f"  {key}: top exponent {s['max']:.4g}{err} per step over {s.get('steps', '?')} steps "
                          f"(sum of top {s['k']}: {s['sum']:.4g})")
