@@ -42,7 +42,10 @@ def fail(message: str) -> None:
 def _args(argv: list[str]):
     from hydra._internal.utils import get_args_parser
 
-    return get_args_parser().parse_known_args(argv)[0]
+    parser = get_args_parser()
+    # argparse's usage text and 'error:' line -> one line
+    parser.error = lambda message: fail(f"{message}: not a valid command line (python -m seqlab --help)")
+    return parser.parse_known_args(argv)[0]
 
 
 def _overrides_from_argv(argv: list[str]) -> list[str] | None:
@@ -88,7 +91,7 @@ def preflight(argv: list[str], config_name: str = "config", check: Callable[[Dic
     try:
         parsed = OverridesParser.create().parse_overrides(overrides)
     except Exception as e:  # a syntax error in an override
-        fail(_one_line(e))
+        fail(_hydra_message(_one_line(e)))
     multirun = bool(_args(argv).multirun)
     if not multirun:
         for o in parsed:
@@ -105,7 +108,7 @@ def preflight(argv: list[str], config_name: str = "config", check: Callable[[Dic
             try:
                 cfg = compose(config_name=config_name, overrides=list(combo), return_hydra_config=needs_hydra)
             except Exception as e:
-                fail(_sweeper_hint(_explain_missing_key(compose, config_name, combo, e) or _one_line(e)))
+                fail(_sweeper_hint(_explain_missing_key(compose, config_name, combo, e) or _hydra_message(_one_line(e))))
             try:
                 memory_bytes, where = (_check_hydra(cfg, multirun) if needs_hydra else (None, None))
                 from .config import validate
@@ -231,7 +234,7 @@ def _axes(parsed) -> dict[str, Axis]:
             allowed = sorted(p.stem for p in (_paths.CONF_DIR / group).glob("*.yaml"))
             for v in strings:
                 if v not in allowed:
-                    fail(f"{group}={v}: unknown {group}; allowed: {', '.join(allowed)}")
+                    fail(f"{group}={v}: unknown {group}{_did_you_mean(v, allowed)}; allowed: {', '.join(allowed)}")
         is_group = group in groups or "/" in group
         axes[key] = Axis(key, [f"{key}={v}" for v in strings], None if is_group else numbers, is_group)
     return axes
@@ -246,7 +249,7 @@ def _with_sweeper_params(compose, config_name: str, axes: dict[str, Axis], parse
     try:
         cfg = compose(config_name=config_name, overrides=first, return_hydra_config=True)
     except Exception as e:
-        fail(_sweeper_hint(_explain_missing_key(compose, config_name, first, e) or _one_line(e)))
+        fail(_sweeper_hint(_explain_missing_key(compose, config_name, first, e) or _hydra_message(_one_line(e))))
     sweeper = str(cfg.hydra.sweeper.get("_target_", "")).rpartition(".")[2]
     params = cfg.hydra.sweeper.get("params") or {}
     on_command_line = {k.lstrip("+~") for k in axes}
@@ -363,6 +366,30 @@ def _explain_missing_key(compose, config_name: str, combo, err: Exception) -> st
     node = OmegaConf.select(base, parent) if parent else base
     if not isinstance(node, DictConfig):
         return None
-    options = ", ".join(k for k in node.keys() if not str(k).startswith("_") and k != "hydra")
+    names = [str(k) for k in node.keys() if not str(k).startswith("_") and k != "hydra"]
     where = f" of {parent}" if parent else ""
-    return f"{key}: no such option{where}; options are: {options}"
+    return f"{key}: not an option{where}{_did_you_mean(key.rpartition('.')[2], names)}; options are: {', '.join(names)}"
+
+
+def _did_you_mean(word: str, options) -> str:
+    """' (did you mean steps?)' for a near miss among ``options`` (case-insensitive), else ''."""
+    import difflib
+
+    lower = {str(o).lower(): str(o) for o in options}
+    near = difflib.get_close_matches(word.lower(), list(lower), n=1, cutoff=0.6)
+    return f" (did you mean {lower[near[0]]}?)" if near else ""
+
+
+def _hydra_message(message: str) -> str:
+    """Hydra's one-line messages, cut to what a user acts on: a near miss among the options it lists, no
+    config search path; an override without '=' named as such."""
+    message = re.sub(r"\s*Config search path:.*$", "", message)
+    missing = re.search(r"Could not find '([^']+)/([^'/]+)'.*?Available options in '[^']+':\s*(.*)$", message)
+    if missing:
+        group, value, options = missing[1], missing[2], missing[3].split()
+        return f"{group}={value}: unknown {group}{_did_you_mean(value, options)}; allowed: {', '.join(options)}"
+    bad = re.match(r"Error parsing override '([^']*)'", message)
+    if bad and "=" not in bad[1]:
+        return (f"{bad[1]}: not an override; every argument is KEY=VALUE (e.g. seq_len=100)"
+                + (" or, for python -m seqlab.probe, checkpoint=PATH" if bad[1].startswith(("/", ".", "~")) else ""))
+    return message

@@ -142,9 +142,9 @@ def check_writable(path: str | Path, key: str) -> None:
 # --- the command line, before Hydra ---------------------------------------------------------------
 
 def _overrides(argv: list[str]) -> tuple[list[str], bool] | None:
-    from hydra._internal.utils import get_args_parser
+    from .preflight import _args
 
-    args, _ = get_args_parser().parse_known_args(argv)
+    args = _args(argv)  # a bad flag is one line there, not argparse's usage text
     if args.help or args.hydra_help or args.shell_completion or args.info or args.cfg:
         return None
     return list(args.overrides), bool(args.multirun)

@@ -103,6 +103,12 @@ BAD = [
     ("-m remedy=gru_chrono,lstm_chrono model=gru", "model=gru: remedy=lstm_chrono is a preset for model=lstm"),
     # two modes at once: Hydra's ValueError traceback before
     ("-m model=rnn --cfg job", "--multirun and --cfg: only one of"),
+    # near misses name what was meant; Hydra's usage text and parse errors are one line of ours
+    ("stpes=100", "stpes: not an option (did you mean steps?)"),
+    ("sEq_len=100", "sEq_len: not an option (did you mean seq_len?)"),
+    ("model=lstn", "model=lstn: unknown model (did you mean lstm?)"),
+    ("extra", "extra: not an override; every argument is KEY=VALUE"),
+    ("--cfg jb", "argument --cfg/-c: invalid choice: 'jb'"),
 ]
 
 
