@@ -244,12 +244,8 @@ def plot_init(claim: Claim, sweeps: dict[str, list[Setting]], path: Path) -> Pat
         ax.axhline(1e-7, color="0.75", lw=0.7, ls=":")  # ~float32 resolution relative to 1
         ax.grid(True, alpha=0.3)
         ax.legend(fontsize=7, loc="best", frameon=False)
-    fig.suptitle(f"claim: {claim.statement}\n(geometric mean over seeds; dotted: 1e-7, about float32's "
-                 "relative precision)", fontsize=9)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110, bbox_inches="tight")
-    plt.close(fig)
-    return path
+    return _save(plt, fig, path, f"claim: {claim.statement}\n(geometric mean over seeds; dotted: 1e-7, about "
+                 "float32's relative precision)", dpi=110)
 
 
 def plot_training(claim: Claim, sweeps: dict[str, list[Setting]], path: Path) -> Path:
@@ -288,10 +284,15 @@ def plot_training(claim: Claim, sweeps: dict[str, list[Setting]], path: Path) ->
     axes[0][0].set_ylabel("held-out loss / baseline")
     axes[1][0].set_ylabel("||dL/dW_l|| (train batch)")
     axes[2][0].set_ylabel("||ΔW_l|| / ||W_l|| per update")
-    fig.suptitle(f"claim: {claim.statement}\n(per layer, dark = next to the input, yellow = last hidden "
-                 "layer, black = readout)", fontsize=9)
+    return _save(plt, fig, path, f"claim: {claim.statement}\n(per layer, dark = next to the input, yellow = last "
+                 "hidden layer, black = readout)", dpi=100)
+
+
+def _save(plt, fig, path: Path, suptitle: str, dpi: int) -> Path:
+    """A claim's figure with its two-line title, written to ``path`` and closed."""
+    fig.suptitle(suptitle, fontsize=9)
     fig.tight_layout()
-    fig.savefig(path, dpi=100, bbox_inches="tight")
+    fig.savefig(path, dpi=dpi, bbox_inches="tight")
     plt.close(fig)
     return path
 

@@ -29,8 +29,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ..checks import check_choice, check_positive
-from .init import INITS, init_matrix
+from ..checks import check_positive
+from .init import init_matrix, init_recurrent
 from .base import RecurrentLayer, State, TapFn, no_tap
 
 
@@ -45,17 +45,13 @@ class CoRNNLayer(RecurrentLayer):
         self.gamma = check_positive("model.layer.gamma", gamma)
         self.epsilon = check_positive("model.layer.epsilon", epsilon)
         self.i2h = nn.Linear(input_size + 2 * hidden_size, hidden_size)  # [V | W_z | W] and b
-        check_choice("model.layer.init", init, INITS)
-        if init != "default":  # each of V, W_z, W by the scheme (identity: W_z = W = I, V torch's); b torch's
-            with torch.no_grad():
-                for block in self.weights():  # column views of the one matrix: drawn apart, copied in
-                    fresh = block.clone()
-                    if init == "identity":
-                        if fresh.shape[0] == fresh.shape[1]:
-                            nn.init.eye_(fresh)
-                    else:
-                        init_matrix(fresh, init)
-                    block.copy_(fresh)
+        # V as an input matrix, W_z and W as recurrent ones (identity: W_z = W = I, V torch's), as every cell's
+        # init knob does; b keeps torch's. The blocks are column views of one matrix: drawn apart, copied in.
+        with torch.no_grad():
+            for block, init_block in zip(self.weights(), (init_matrix, init_recurrent, init_recurrent)):
+                fresh = block.clone()
+                init_block(fresh, init)  # checks the name; default draws nothing
+                block.copy_(fresh)
 
     def weights(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """V (H, D), W_z (H, H), W (H, H): views of the one published weight matrix."""

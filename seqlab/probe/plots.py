@@ -187,17 +187,16 @@ def plot_heatmap(history: ProbeHistory, path: str | Path, title: str = "") -> Pa
     fig, axes = plt.subplots(len(states), len(layers), figsize=(4.6 * len(layers), 3.6 * len(states)), squeeze=False,
                              layout="constrained")
     lag_edges = np.append(lags, lags[-1] + 1) - 0.5
+    step_edges = _step_edges(steps)
     any_underflow = False
     for s, state in enumerate(states):
         for j, layer in enumerate(layers):
             ax, key = axes[s, j], f"{state}_l{layer}"
             z = _log10(history.means(key).T)  # (K, P)
             any_underflow |= bool(np.isnan(z).any())
-            mesh = ax.pcolormesh(_step_edges(steps), lag_edges, np.ma.masked_invalid(z), shading="flat",
-                                 cmap=_magma())
+            mesh = ax.pcolormesh(step_edges, lag_edges, np.ma.masked_invalid(z), shading="flat", cmap=_magma())
             ax.axhline(history.task_lag, color="w", ls="--", lw=0.8)
-            edges = _step_edges(steps)
-            ax.set_xlim(edges[0], edges[-1])
+            ax.set_xlim(step_edges[0], step_edges[-1])
             # each cell spans halfway to the neighbouring probes: mark where the probes were taken
             ax.plot(steps, np.full(len(steps), lag_edges[-1]), "v", color="c", ms=5, clip_on=False, zorder=5)
             if len(steps) <= 6:

@@ -238,10 +238,11 @@ def main(argv: list[str] | None = None) -> int:
     from seqlab.report.cli import load_or_say, write_or_say
 
     runs = load_or_say(args.dirs, "seqlab.report.long_memory")
-    runs = runs and [r for r in runs if r.summary or r.config]
+    if runs is None:
+        return 2
+    runs = [r for r in runs if r.summary or r.config]
     if not runs:
-        if runs is not None:
-            print(f"seqlab.report.long_memory: error: no run directories under {' '.join(args.dirs)}", file=sys.stderr)
+        print(f"seqlab.report.long_memory: error: no run directories under {' '.join(args.dirs)}", file=sys.stderr)
         return 2
     out = Path(args.out) if args.out else (Path(args.dirs[0]) / "long_memory" if len(args.dirs) == 1
                                            else Path("long_memory"))
