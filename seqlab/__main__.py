@@ -58,7 +58,9 @@ def run(cfg: DictConfig) -> float:
         print(f"seqlab: {info.name}: diverged: {e}; summary in {info.run_dir}/summary.json", file=sys.stderr)
         raise SystemExit(EXIT_DIVERGED) from None
     if summary.get("already_finished"):
-        print(f"seqlab: {info.run_dir} already finished all {summary['steps']} steps; its results are "
+        ended = (f"stopped early at step {summary.get('stopped_at_step')}" if summary.get("status") == "stopped"
+                 else f"finished all {summary['steps']} steps")
+        print(f"seqlab: {info.run_dir} already {ended}; its results are "
               f"unchanged (give a larger steps= to train further)")
     else:
         print(f"results: {shown(info.run_dir)}")

@@ -173,4 +173,20 @@ class ListOf(Rule):
         return f"a list [x,y,...] of {n}elements, each {self.item.describe(worst)}"
 
 
+class CountOrList(Rule):
+    """A count >= 1, or a non-empty list of integers in [0, hi] (e.g. protocol.seeds: 3 or [0, 5, 7])."""
+
+    def __init__(self, hi: int, null=False):
+        self.hi, self.null = hi, null
+
+    def ok(self, value) -> bool:
+        if is_int(value):
+            return value >= 1
+        return (isinstance(value, (list, tuple)) and len(value) > 0
+                and all(is_int(v) and 0 <= v <= self.hi for v in value))
+
+    def describe(self, value=None) -> str:
+        return f"a count >= 1 or a list [a,b,...] of integers in [0, {_fmt(self.hi)}]"
+
+
 FINITE = Real()  # the rule of a numeric knob nobody declared (tests/test_bad_input.py flags it)

@@ -24,7 +24,7 @@ from . import memory
 from . import _paths
 from ._paths import CONF_DIR  # noqa: F401  (re-exported)
 from .checkpoint import CHECKPOINT_NAME
-from .checks import (FINITE, SEED_MAX, ConfigError, Flag, Int, ListOf, Num, OneOf, Real, Rule, Text, check, is_int,
+from .checks import (FINITE, SEED_MAX, ConfigError, CountOrList, Flag, Int, ListOf, Num, OneOf, Real, Rule, Text, check, is_int,
                      is_number)
 from .models import SequenceModel
 from .tasks import Task
@@ -113,6 +113,10 @@ KNOBS: dict[str, Rule] = {
     "floss.k": Int(1, 10**6), "floss.target": Real(-100, 100), "floss.steps": Int(1, 10**9), "floss.warmup": Int(0),
     "floss.sequences": Int(1), "floss.lr": Real(0, open="lo", null=True), "floss.before": Int(0),
     "floss.every": Int(0), "floss.during": Int(0), "floss.episodes": Int(0), "floss.seed": Int(0, SEED_MAX),
+    # the lr x seed protocol and early stopping (conf/protocol/, conf/early_stop/; seqlab.protocol)
+    "protocol.lr_center": Real(0, open="lo", null=True), "protocol.n_lr": Int(1, 1000),
+    "protocol.decades": Real(0, 100), "protocol.seeds": CountOrList(SEED_MAX),
+    "early_stop.rungs": ListOf(Real(0, 1, open="both")), "early_stop.margin": Real(0, 1, open="hi"),
     # logger (conf/logger/)
     "logger.project": Text(), "logger.entity": Text(null=True), "logger.group": Text(null=True),
     "logger.mode": OneOf("offline", "online", "disabled", null=True), "logger.tags": ListOf(Text()),

@@ -251,7 +251,11 @@ def _with_sweeper_params(compose, config_name: str, axes: dict[str, Axis], parse
     except Exception as e:
         fail(_sweeper_hint(_explain_missing_key(compose, config_name, first, e) or _hydra_message(_one_line(e))))
     sweeper = str(cfg.hydra.sweeper.get("_target_", "")).rpartition(".")[2]
-    params = cfg.hydra.sweeper.get("params") or {}
+    try:  # resolved: conf/protocol/lr_seeds.yaml computes its axes (seqlab.protocol), which may refuse a knob
+        params = OmegaConf.to_container(cfg.hydra.sweeper.get("params") or OmegaConf.create({}), resolve=True)
+    except Exception as e:  # noqa: BLE001 - an InterpolationResolutionError around the resolver's ValueError
+        why = _one_line(e).split("ValueError raised while resolving interpolation: ", 1)
+        fail(why[1] if len(why) == 2 else f"hydra.sweeper.params: {why[0]}")
     on_command_line = {k.lstrip("+~") for k in axes}
     extra = [f"{k}={v}" for k, v in params.items() if str(k).lstrip("+~") not in on_command_line]
     try:

@@ -22,7 +22,7 @@ from pathlib import Path
 from hydra.errors import CompactHydraException
 from hydra.experimental.callback import Callback
 
-FINAL = ("finished", "diverged", "failed", "preempted")
+FINAL = ("finished", "stopped", "diverged", "failed", "preempted")
 POLL_S = 2.0
 
 
@@ -124,8 +124,8 @@ class SweepMonitor(Callback):
     def job_line(self, num: str, status: str, summary: dict) -> str:
         d = self.sweep_dir / num
         overrides = _overrides(d)
-        if status == "finished":
-            what = f"finished: final eval loss {summary.get('final_loss')}"
+        if status in ("finished", "stopped"):  # stopped: early_stop ended a hopeless run (an outcome, not a failure)
+            what = f"{status}: final eval loss {summary.get('final_loss')}"
         else:
             what = f"{status}: {summary.get('error', 'see its summary.json')}"
         log = _job_log(self.sweep_dir, d)
@@ -147,7 +147,7 @@ class SweepMonitor(Callback):
         for num, status, _ in self.jobs():
             counts.setdefault(status, []).append(num)
         if counts:
-            parts = [f"{len(nums)} {status}" + ("" if status == "finished" else f" (job {', '.join(nums)})")
+            parts = [f"{len(nums)} {status}" + ("" if status in ("finished", "stopped") else f" (job {', '.join(nums)})")
                      for status, nums in sorted(counts.items(), key=lambda kv: kv[0] != "finished")]
             print(f"seqlab: sweep {self.sweep_dir}: {sum(map(len, counts.values()))} jobs: {', '.join(parts)}",
                   file=sys.stderr, flush=True)

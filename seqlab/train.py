@@ -37,6 +37,7 @@ from .probe.layer_stats import LayerStats
 from .probe.plots import GRID_PNG, figure_title, plot_grid, write_plots
 from .probe.records import log_probe
 from .progress import Progress
+from .protocol import from_config as early_stop_rule
 from .rundir import RunDirError, RunLock
 from .tasks import Batch, Task
 from .tasks.base import lag_distribution
@@ -49,6 +50,10 @@ MIN_SKIPS_BEFORE_LIMIT = 10  # on_nonfinite=skip: a few early skips are tolerate
 
 class Diverged(RuntimeError):
     """A non-finite loss or gradient under ``on_nonfinite=stop``."""
+
+
+class Stopped(RuntimeError):
+    """A hopeless run stopped at a rung of its budget (``early_stop``; seqlab.protocol): an outcome, not a failure."""
 
 
 class Preempted(RuntimeError):
@@ -166,6 +171,10 @@ def _train(cfg: DictConfig, info: RunInfo, run_dir: Path, stop: "StopFlag") -> d
     optimizer = build_optimizer(cfg, model)
     flossing = make_flossing(build_floss(cfg), cfg, model, task)  # None unless floss=...: then nothing changes
     params = list(model.parameters())
+    try:
+        early_stop = early_stop_rule(cfg.get("early_stop"))  # None: every run trains its whole budget
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
 
     def due(step: int) -> bool:  # steps that log a train row (and feed the next eval row)
         return step % cfg.log_every == 0 or step % cfg.eval_every == 0 or step == cfg.steps
@@ -231,6 +240,9 @@ def _train(cfg: DictConfig, info: RunInfo, run_dir: Path, stop: "StopFlag") -> d
         if state.solved_step is None and task.solved(loss, acc):
             state.solved_step = step
         state.last_eval = row
+        reason = early_stop.check(step, cfg.steps, cfg.eval_every, loss / task.baseline) if early_stop else None
+        if reason is not None and state.solved_step is None:
+            raise Stopped(reason)
 
     def do_floss(step: int) -> None:
         """Gradient flossing when an episode is due (seqlab/flossing.py): before training, at step 0.
@@ -325,6 +337,12 @@ def _train(cfg: DictConfig, info: RunInfo, run_dir: Path, stop: "StopFlag") -> d
                        device=str(device))
         exit_code = 0
         return summary
+    except Stopped as e:  # a hopeless grid point: its results so far, as status "stopped"
+        save_checkpoint()
+        summary.update(result_summary(state, task, cfg), status="stopped", stopped_at_step=state.step,
+                       stop_reason=str(e), parameters=sum(p.numel() for p in params), device=str(device))
+        exit_code = 0
+        return summary
     except Preempted as e:
         summary.update(status="preempted", error=str(e), stopped_at_step=state.step)
         tracker.mark_preempting()
@@ -407,13 +425,17 @@ def restore(path: Path, config: dict, cfg: DictConfig, model, optimizer, data_ge
 def finished_summary(run_dir: Path, state: LoopState, cfg: DictConfig) -> dict | None:
     """The summary of a run that already trained all ``cfg.steps`` and says so, else None."""
     path = run_dir / "summary.json"
-    if state.step != cfg.steps or not path.is_file():
+    if not path.is_file():
         return None
     try:
         summary = json.loads(path.read_text())
     except (OSError, ValueError):  # damaged: the rerun writes it again, from the checkpoint's state
         return None
-    if not isinstance(summary, dict) or summary.get("status") != "finished" or summary.get("steps") != cfg.steps:
+    if not isinstance(summary, dict) or summary.get("steps") != cfg.steps:
+        return None
+    ended = state.step == cfg.steps and summary.get("status") == "finished"
+    stopped = summary.get("status") == "stopped" and summary.get("stopped_at_step") == state.step  # early_stop
+    if not (ended or stopped):
         return None
     return {**summary, "already_finished": True}
 
@@ -480,6 +502,9 @@ def format_summary(s: dict) -> str:
     """The line printed last: which run (task, model, T, seed, other overrides), then its results."""
     name = s.get("name") or f"{s.get('task')} {s.get('model', '')} T={s.get('seq_len')}"
     who = name if "seed=" in name else f"{name} seed={s.get('seed')}"
+    if s.get("status") == "stopped":
+        return (f"{who}: stopped early (not solved): {s.get('stop_reason', '')}; final eval loss {s['final_loss']:.4g} "
+                f"vs baseline {s['baseline']:.4g}, {s['wall_time_s']:.1f} s wall")
     if s.get("status") != "finished":
         return f"{who}: run {s.get('status')}: {s.get('error', '')}"
     solved = f"solved at step {s['solved_step']}" if s["solved"] else "not solved"

@@ -78,9 +78,13 @@ def run_cells(run: Run, label: str, root: Path | None) -> list[str]:
         note = f"no summary.json: still running or killed (last eval at step {last})" if last is not None \
             else "no summary.json: still running or killed before its first evaluation"
     note = "; ".join(n for n in [note, *(p for p in run.problems if p != note)] if n)
-    return [_rel(run.path, root), label, str(run.seq_len), str(run.seed), run.status.upper() if not run.finished else run.status,
+    return [_rel(run.path, root), label, str(run.seq_len), str(run.seed), run.status if run.status in OUTCOMES else run.status.upper(),
             f"{loss:.4g}" if isinstance(loss, (int, float)) else "—",
             str(s["solved_step"]) if s.get("solved_step") is not None else "—", note]
+
+
+# a run that ended as planned: its whole budget, or stopped early as hopeless by early_stop (seqlab.protocol)
+OUTCOMES = (FINISHED, "stopped")
 
 
 def _rel(path: Path, root: Path | None) -> str:
@@ -102,7 +106,7 @@ def _markdown_table(header: list[str], rows: list[list[str]]) -> str:
 def _html_table(header: list[str], rows: list[list[str]], status_col: int | None = None) -> str:
     out = ["<table>", "<tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in header) + "</tr>"]
     for row in rows:
-        bad = status_col is not None and row[status_col].lower() != FINISHED
+        bad = status_col is not None and row[status_col] not in OUTCOMES
         cls = ' class="bad"' if bad else ""
         out.append(f"<tr{cls}>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in row) + "</tr>")
     out.append("</table>")
