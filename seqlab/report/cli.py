@@ -43,6 +43,12 @@ def main(argv: list[str] | None = None) -> int:
                         help=f"probe curve for the numbers and decay figure (default {DEFAULT_CURVE}, or a model's first "
                              "curve when it has none; e.g. c_l0: settings without it are left out, and said so)")
     parser.add_argument("--title", default="", help="title of the report and figures")
+    parser.add_argument("--by", default=None,
+                        help="verdicts over learning rates x seeds grouped by these comma-separated keys (e.g. "
+                             "cell,task,seq_len; default: every key of a setting); the section appears on its own "
+                             "when the runs hold more than one learning rate")
+    parser.add_argument("--wandb", action="store_true",
+                        help="also log the verdict tables as a W&B Table in an offline run under OUT/wandb")
     args = parser.parse_args(argv)
     runs = load_or_say(args.dirs, "seqlab.report")
     if runs is None:
@@ -52,9 +58,18 @@ def main(argv: list[str] | None = None) -> int:
         print(f"seqlab.report: error: --curve {args.curve}: no run has this probe curve; "
               f"curves in these runs: {', '.join(curves)}", file=sys.stderr)
         return 2
+    by = [k.strip() for k in args.by.split(",") if k.strip()] if args.by else None
+    if by is not None:
+        from seqlab.report.verdicts import check_keys, records_of
+
+        try:
+            check_keys(records_of(runs), by)
+        except ValueError as e:
+            print(f"seqlab.report: error: {e}", file=sys.stderr)
+            return 2
     out = Path(args.out) if args.out else (Path(args.dirs[0]) / "report" if len(args.dirs) == 1 else Path("report"))
     root = Path(args.dirs[0]).resolve() if len(args.dirs) == 1 else None
-    written = write_or_say(lambda: write_report(runs, out, curve=args.curve, title=args.title, root=root),
+    written = write_or_say(lambda: write_report(runs, out, curve=args.curve, title=args.title, root=root, by=by),
                            out, "seqlab.report")
     if written is None:
         return 2
@@ -63,6 +78,14 @@ def main(argv: list[str] | None = None) -> int:
     n_bad = sum(not r.finished for r in runs)
     print(f"{len(runs)} runs in {len(rows)} settings, {len(runs) - n_bad} finished")
     print(short_table(rows, args.curve))
+    if args.wandb:
+        from seqlab.report.verdicts import aggregate, default_keys, log_wandb_table, records_of
+
+        records = records_of(runs)
+        keys = by or default_keys(records)
+        run_id = log_wandb_table(aggregate(records, keys), keys, out, args.title)
+        print(f"W&B table 'verdicts' in {out / 'wandb'} (run {run_id}; upload: wandb sync {out / 'wandb'}/offline-run-*)"
+              if run_id else "W&B could not start: the tables are in report.md/html/json")
     print(f"report: {written['html']} (also {', '.join(p.name for k, p in written.items() if k != 'html')})")
     return 0
 

@@ -23,9 +23,9 @@ DAMAGED = "damaged"
 DEFAULT_CURVE = "h_l0"
 # Overrides that do not change what a run measures: runs differing only in these
 # (and the seed) are one setting.
-IGNORED_KEYS = {"seed", "logger", "progress", "threads", "device", "resume", "checkpoint_every",
+IGNORED_KEYS = {"seed", "protocol", "logger", "progress", "threads", "device", "resume", "checkpoint_every",
                 "log_every", "flush_denormal"}
-IGNORED_PREFIXES = ("hydra.", "hydra/", "logger.", "probe.plots")
+IGNORED_PREFIXES = ("hydra.", "hydra/", "logger.", "probe.plots", "protocol.")  # protocol.*: how the grid was made
 SKIP_DIRS = {"wandb", ".submitit", ".hydra", "report", "__pycache__"}
 RUN_FILES = ("summary.json", "metrics.jsonl", "config.yaml", ".hydra/overrides.yaml")
 

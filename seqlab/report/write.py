@@ -11,6 +11,7 @@ from seqlab.report.figures import _colors, plot_decay_curves, plot_learning_curv
 from seqlab.report.layers import plot_depth_curves, plot_layer_speed
 from seqlab.report.runs import DEFAULT_CURVE, FINISHED, Run, group_runs
 from seqlab.report.stats import _status_counts, curves_in, setting_row
+from seqlab.report import verdicts as verdicts_mod
 from seqlab.report.trainability import (TABLE_HEADER as TRAIN_HEADER, misses_lines, notes as train_notes_of,
                                         plot_trainability, table_rows as train_rows, trainability)
 from seqlab.report.tables import (RUN_HEADER, _html_table, _json_row, _markdown_table, run_cells, table_cells,
@@ -21,8 +22,10 @@ FIGURES = ("decay_curves", "learning_curves", "probe_vs_seq_len", "depth_curves"
 
 
 def write_report(runs: Sequence[Run], out: str | Path, curve: str = DEFAULT_CURVE, title: str = "",
-                 root: Path | None = None) -> dict[str, Path]:
-    """Write the table(s) and figures for ``runs`` into ``out``; returns what was written."""
+                 root: Path | None = None, by: Sequence[str] | None = None) -> dict[str, Path]:
+    """Write the table(s) and figures for ``runs`` into ``out``; returns what was written. The verdicts
+    over learning rates and seeds (seqlab.report.verdicts) are a section when the runs span more than one
+    learning rate or ``by`` is given, grouped by ``by`` (default: every key of a setting)."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     settings = group_runs(runs)
@@ -45,6 +48,9 @@ def write_report(runs: Sequence[Run], out: str | Path, curve: str = DEFAULT_CURV
     train_notes = train_notes_of(train_result)
     train_table = [] if "refused" in train_result else train_rows(train_result)
 
+    verdict = _verdicts(runs, out, title, by)
+    if verdict.get("figure") is not None:
+        written["solved_vs_lr"] = verdict["figure"]
     label_of = {id(r): s.label for s in settings for r in s.runs}
     table = [table_cells(r) for r in rows]
     run_table = [run_cells(r, label_of[id(r)], root) for r in runs]
@@ -64,6 +70,11 @@ def write_report(runs: Sequence[Run], out: str | Path, curve: str = DEFAULT_CURV
     for name in FIGURES:
         if name in written:
             md += [f"![{name}]({written[name].name})", ""]
+    if verdict:
+        md += ["## Verdicts over learning rates and seeds", "", *verdict["notes"], "",
+               _markdown_table(*verdict["table"]), "", "Per learning rate:", "", _markdown_table(*verdict["grid"]), ""]
+        if "solved_vs_lr" in written:
+            md += [f"![solved_vs_lr]({written['solved_vs_lr'].name})", ""]
     md += ["## Trainability: does the step-0 probe predict which runs solve?", "", *train_notes, ""]
     if train_table:
         md += [_markdown_table(TRAIN_HEADER, train_table), "", *misses_lines(train_result), ""]
@@ -82,6 +93,11 @@ def write_report(runs: Sequence[Run], out: str | Path, curve: str = DEFAULT_CURV
     for name in FIGURES:
         if name in written:
             page.append(f"<p><img src='{written[name].name}' alt='{name}'></p>")
+    if verdict:
+        page += ["<h2>Verdicts over learning rates and seeds</h2>", *[f"<p>{html.escape(n)}</p>" for n in verdict["notes"]],
+                 _html_table(*verdict["table"]), "<p>Per learning rate:</p>", _html_table(*verdict["grid"])]
+        if "solved_vs_lr" in written:
+            page.append(f"<p><img src='{written['solved_vs_lr'].name}' alt='solved_vs_lr'></p>")
     page += ["<h2>Trainability: does the step-0 probe predict which runs solve?</h2>",
              *[f"<p>{html.escape(n)}</p>" for n in train_notes]]
     if train_table:
@@ -100,6 +116,7 @@ def write_report(runs: Sequence[Run], out: str | Path, curve: str = DEFAULT_CURV
                   "status": r.status, "final_loss": r.summary.get("final_loss"),
                   "solved_step": r.summary.get("solved_step"), "error": r.error} for r in runs],
         "trainability": train_result,
+        **({"verdicts": {"by": verdict["by"], "settings": verdicts_mod.jsonable(verdict["rows"])}} if verdict else {}),
     }, indent=2, default=str) + "\n")
     return written
 
@@ -121,3 +138,16 @@ def curve_notes(settings, rows: Sequence[dict], curve: str) -> list[str]:
                      f"curves are for {', '.join(sorted({k for r in stand_in for k in r['curves'] if k != curve}))}, "
                      "the model's first curve.")
     return notes
+
+
+def _verdicts(runs: Sequence[Run], out: Path, title: str, by: Sequence[str] | None) -> dict:
+    """The verdict section's pieces ({} when the runs hold one learning rate and no grouping was asked)."""
+    records = verdicts_mod.records_of(runs)
+    if not by and len({r["lr"] for r in records}) < 2:
+        return {}
+    by = list(by) if by else verdicts_mod.default_keys(records)
+    rows = verdicts_mod.aggregate(records, by)
+    figure = verdicts_mod.plot_solved_vs_lr(rows, out / "solved_vs_lr.png", title,
+                                            line_keys=[k for k in by if k not in ("task", "seq_len")])
+    return {"by": by, "rows": rows, "notes": verdicts_mod.notes(records), "table": verdicts_mod.table(rows, by),
+            "grid": verdicts_mod.grid_table(rows, by), "figure": figure}
