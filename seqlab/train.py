@@ -39,6 +39,7 @@ from .probe.records import log_probe
 from .progress import Progress
 from .protocol import from_config as early_stop_rule
 from .rundir import RunDirError, RunLock
+from .theory.beside import beside_probe, theory_scalars
 from .tasks import Batch, Task
 from .tasks.base import lag_distribution
 from .tracking import NullTracker, RunRecorder, results_only, wandb_group
@@ -259,6 +260,9 @@ def _train(cfg: DictConfig, info: RunInfo, run_dir: Path, stop: "StopFlag") -> d
         result = probe(model, task, probe_batch, probe_settings,
                        lyapunov=probe_settings.lyapunov_due(step, first=len(probes) == 0, last=final))
         probes.append(step, result)
+        if step == 0 and probes.theory is None:  # the mean-field prediction beside the probe at init
+            probes.theory = beside_probe(model, config.get("model"), task, probe_batch, probe_settings, result, step)
+            tracker.log({"step": step, **theory_scalars(probes.theory)})
         probes.save(probe_path)
         state.probes = len(probes)
         labels = (("init",) if step == 0 else ()) + (("final",) if final else ())
@@ -364,6 +368,8 @@ def _train(cfg: DictConfig, info: RunInfo, run_dir: Path, stop: "StopFlag") -> d
                        wall_time_s=wall_before + time.perf_counter() - start, segments=state.segments)
         if state.last_probe is not None:
             summary["probe"] = state.last_probe
+        if probe_settings and probes.theory is not None:
+            summary["theory"] = probes.theory
         if probe_settings:
             summary["probe_time_s"] = probe_time
             if probe_settings.plots and len(probes):

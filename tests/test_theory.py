@@ -11,6 +11,7 @@ A 5% band still separates every case tested from its neighbours: the predictions
 from __future__ import annotations
 
 import functools
+import json
 import math
 
 import numpy as np
@@ -212,3 +213,71 @@ def test_theory_is_absent_with_a_reason_where_it_does_not_apply():
                                            20)["time"]["absent"]
     narrow = SequenceModel(functools.partial(RNNLayer), task.input_size, task.output_size, hidden_size=8)
     assert "width 8" in theory_block(narrow, {}, batch.inputs, task.answer_steps, 20)["time"]["absent"]
+
+
+# --- beside the probe: summary.json, probe.npz, figures ----------------------------------------------------
+
+def _train(tmp_path, *overrides, name="run"):
+    from hydra import compose, initialize_config_dir
+
+    from seqlab.__main__ import CONF_DIR
+    from seqlab.train import RunInfo, train
+
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        cfg = compose(config_name="config", overrides=["logger=none", "progress=false", "eval_size=32",
+                                                       "batch_size=8", "probe.batch_size=16", "probe.lyapunov_k=0",
+                                                       *overrides])
+    run_dir = tmp_path / name
+    return train(cfg, RunInfo(run_dir=run_dir, name=name, choices={"model": "x"})), run_dir
+
+
+def test_a_run_writes_the_theory_block_beside_the_measured_init_gain(tmp_path):
+    from seqlab.probe import ProbeHistory
+    from seqlab.probe.plots import write_plots
+
+    summary, run_dir = _train(tmp_path, "task=adding", "seq_len=30", "model=rnn", "model.hidden_size=256",
+                              "steps=4", "probe.every=2")
+    block = summary["theory"]
+    assert block["step"] == 0 and "no depth axis" in block["depth"]["absent"]
+    time = block["time"]
+    measured = ProbeHistory.load(run_dir / "probe.npz").rows[0]["gain_h_l0"]
+    assert time["measured_gain"] == pytest.approx(float(measured))  # the probe at init, not the last one
+    assert time["sigma_w2"] == pytest.approx(1 / 3)  # torch's nn.RNN default
+    assert time["relative_gap"] == pytest.approx(time["measured_gain"] / time["gain"] - 1)
+    assert abs(time["relative_gap"]) < 0.1  # width 256, one seed: a few percent (the wide tests hold 5% at 512)
+    assert len(time["curve"]) == 30 and time["curve"][0] == 1.0
+    history = ProbeHistory.load(run_dir / "probe.npz")
+    assert history.theory == block  # round trip through probe.npz (a resumed run keeps it)
+    assert json.loads((run_dir / "summary.json").read_text())["theory"] == block
+    history.theory = None  # the figures also draw without a theory block
+    assert write_plots(history, tmp_path)
+
+
+def test_a_gated_cell_gets_the_reason_not_a_number(tmp_path):
+    summary, _ = _train(tmp_path, "task=adding", "seq_len=10", "model=gru", "model.hidden_size=32", "steps=0")
+    assert "gain" not in summary["theory"]["time"] and "GRU" in summary["theory"]["time"]["absent"]
+
+
+def test_the_theory_note_and_dashed_curve_reach_the_figures():
+    from seqlab.probe.plots import _theory
+
+    class History:  # what _theory reads
+        theory = {"step": 0, "depth": {"gain": 0.5, "measured_gain": 0.51, "relative_gap": 0.02, "curve": [0.25, 0.5, 1.0]},
+                  "time": {"absent": "LSTM: not here"}}
+        steps = [0, 10]
+
+        def __len__(self):
+            return 2
+
+    curve, note = _theory(History(), "depth")
+    assert curve.tolist() == [0.25, 0.5, 1.0] and "0.5 per layer" in note and "+2.0%" in note
+    assert _theory(History(), "time") == (None, "mean-field: absent (LSTM: not here)")
+    History.steps = [5, 10]  # a history that does not start at init: no curve drawn against it
+    assert _theory(History(), "depth")[0] is None
+
+
+def test_beside_probe_marks_trained_weights_absent():
+    from seqlab.theory.beside import beside_probe
+
+    block = beside_probe(None, None, None, None, None, None, step=250)
+    assert block["depth"]["absent"].startswith("trained weights (step 250)") and "absent" in block["time"]

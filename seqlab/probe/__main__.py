@@ -31,6 +31,7 @@ from ..checks import ConfigError, check
 from ..config import build_model, build_probe, build_task, setup
 from ..tracking import write_json_atomic
 from .from_checkpoint import PROBE_MAY_SET, check_overrides, stored_config, with_stored_config
+from ..theory.beside import beside_probe, theory_line, theory_scalars
 from .history import ProbeHistory
 from .measure import probe
 from .plots import figure_title, write_plots
@@ -100,18 +101,22 @@ def probe_only(cfg: DictConfig, run_dir: Path) -> dict:
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
     start = time.perf_counter()
-    result = probe(model, task, settings.make_batch(task, device), settings)
+    batch = settings.make_batch(task, device)
+    result = probe(model, task, batch, settings)
     elapsed = time.perf_counter() - start
     history = ProbeHistory(task.lag)
     history.append(step, result)
+    model_cfg = OmegaConf.to_container(cfg.model, resolve=True) if "model" in cfg else None
+    history.theory = beside_probe(model, model_cfg, task, batch, settings, result, step)
     history.save(run_dir / "probe.npz")
     summary = {"status": "finished", "mode": "probe", "task": task.name, "lag": task.lag,
                "checkpoint": cfg.checkpoint, "step": step, "probe_time_s": elapsed, "device": str(device),
-               "probe": {"step": step, **result.summary()}, "model": choices.get("model")}
+               "probe": {"step": step, **result.summary()}, "theory": history.theory, "model": choices.get("model")}
     tracker = _tracker(cfg, run_dir, task, choices, step)
     exit_code = 1
     try:
         log_probe(tracker, step, result, ("init",) if step == 0 else ("checkpoint",), task.lag)
+        tracker.log({"step": step, **theory_scalars(history.theory)})
         if settings.plots:
             title = figure_title(task.name, choices.get("model"), cfg.seq_len if task.total_len > 1 else None,
                                  history.n_layers) + f", step {step}"
@@ -175,6 +180,10 @@ def format_probe(summary: dict) -> str:
             half = "inf" if math.isinf(s["half_life"]) else f"{s['half_life']:.3g}"
             lines.append(f"  {key}: gain {s['gain']:.4g} (ln {s['log_gain']:.4g}, half-life {half} steps), "
                          f"attenuation {s['attenuation_decades']:.3g} decades, horizon {s['horizon']}")
+    for axis, unit in (("depth", "layer"), ("time", "step")):
+        line = theory_line(summary.get("theory"), axis, unit)
+        if line:
+            lines.append(f"  theory, {axis}: {line}")
     return "\n".join(lines)
 
 

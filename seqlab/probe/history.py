@@ -29,12 +29,16 @@ The depth axis (files written since the depth probe; NL layers, G parameter grou
                            underflow_layer, reach_layer, fit_layers
   depth_gain_by_lag_{state} (P, K)  the depth gain at every lag (a fit of each column of the grid)
 
+  theory_json () str       the mean-field block beside the probe at init (seqlab.theory.beside;
+                           summary.json's "theory"), when one was computed
+
 The (layer x lag) grid of one probe is ``ProbeHistory.grid``: the mean_{key} rows
 of one state kind stacked by layer. Files written before the depth axis load as
 they are (``depth_curve`` derives lag0 and tasklag from their mean_{key}).
 """
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -85,6 +89,7 @@ class ProbeHistory:
     steps: list[int] = field(default_factory=list)
     rows: list[dict[str, np.ndarray]] = field(default_factory=list)  # per probe time
     static: dict[str, np.ndarray] = field(default_factory=dict)
+    theory: dict | None = None  # the mean-field block beside the probe at init (seqlab.theory.beside), if any
 
     def append(self, step: int, result: ProbeResult) -> None:
         c = result.curves
@@ -165,6 +170,8 @@ class ProbeHistory:
         """Everything in probe.npz (see the module docstring). A history continued from an older
         file (resumed) holds arrays its first rows lack: those rows get nan of the same shape."""
         out = {"steps": np.asarray(self.steps, dtype=np.int64), **self.static}
+        if self.theory is not None:
+            out["theory_json"] = np.asarray(json.dumps(self.theory))
         names = list(dict.fromkeys(name for row in self.rows for name in row))
         for name in names:
             like = next(row[name] for row in self.rows if name in row)
@@ -188,8 +195,9 @@ class ProbeHistory:
         with np.load(path, allow_pickle=False) as data:
             arrays = {name: data[name] for name in data.files}
         steps = arrays.pop("steps")
+        theory = json.loads(str(arrays.pop("theory_json"))) if "theory_json" in arrays else None
         static = {name: arrays.pop(name) for name in _STATIC if name in arrays}
         keep = [i for i, s in enumerate(steps) if until_step is None or s <= until_step]
         rows = [{name: value[i] for name, value in arrays.items()} for i in keep]
         return cls(task_lag=int(static["task_lag"]), steps=[int(steps[i]) for i in keep], rows=rows,
-                   static=static)
+                   static=static, theory=theory)

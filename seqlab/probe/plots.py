@@ -17,7 +17,10 @@ probe_grid.png     stacked recurrent models (more than one layer and one lag): l
                    fitted gain along each axis beside the map: per layer along the lag (right),
                    per lag along the depth (top)
 
-Titles name the task, the model and T only (``figure_title``).
+Titles name the task, the model and T only (``figure_title``). Where the run has a mean-field
+block (``ProbeHistory.theory``, seqlab.theory.beside), the predicted curve at init is a dashed
+black line on the time curves of layer 0 and on the depth curves, and every figure's note
+says the predicted gain beside the measured one, or why there is no prediction.
 """
 from __future__ import annotations
 
@@ -115,6 +118,29 @@ def _finish(plt, fig, path, title: str, note: str = "") -> Path:
     return Path(path)
 
 
+THEORY_STYLE = dict(color="k", ls="--", lw=1.1)
+
+
+def _theory(history: ProbeHistory, axis: str) -> tuple[np.ndarray | None, str]:
+    """(predicted curve normalized, or None; the one-line text) of ``history.theory``'s ``axis``,
+    for the probe at init (the first one, step 0); ('', None) when the run has no theory block."""
+    from ..theory.beside import theory_line
+
+    block = history.theory
+    if not block:
+        return None, ""
+    text = theory_line(block, axis, "layer" if axis == "depth" else "step")
+    pred = block.get(axis) or {}
+    if "curve" not in pred or not len(history) or history.steps[0] != block.get("step", 0):
+        return None, text
+    curve = np.array([float(x) if isinstance(x, (int, float)) else np.nan for x in pred["curve"]])
+    return curve, text
+
+
+def _join(*notes: str) -> str:
+    return "; ".join(n for n in notes if n)
+
+
 def _key_label(key: str) -> str:
     state, layer = key.rsplit("_l", 1)
     return f"{state}, layer {layer}"
@@ -127,6 +153,7 @@ def plot_curves(history: ProbeHistory, path: str | Path, title: str = "") -> Pat
     layers, states, lags, steps = shown_layers(history.n_layers), history.states, history.lags, history.steps
     idx = shown_probes(len(steps))
     norm, cmap = _step_colors(plt, steps)
+    theory, theory_note = _theory(history, "time")
     fig, axes = plt.subplots(2 * len(states), len(layers), figsize=(3.9 * len(layers) + 1.4, 2.9 * 2 * len(states)),
                              squeeze=False, sharex=True, layout="constrained")
     for s, state in enumerate(states):
@@ -143,8 +170,11 @@ def plot_curves(history: ProbeHistory, path: str | Path, title: str = "") -> Pat
             if q25 is not None and q75 is not None:
                 raw.fill_between(lags, _positive(q25[-1]), _positive(q75[-1]), color=cmap(norm(steps[-1])),
                                  alpha=0.25, lw=0, label=f"quartiles, step {steps[-1]}")
+            if key == "h_l0" and theory is not None and len(theory) == len(lags) and means[0][0] > 0:
+                raw.plot(lags, _positive(means[0][0] * theory), **THEORY_STYLE, label="mean-field at init")
+                rel.plot(lags, _positive(theory), **THEORY_STYLE)
             for ax in (raw, rel):
-                ax.axvline(history.task_lag, color="k", ls="--", lw=0.8, label=f"task lag {history.task_lag}")
+                ax.axvline(history.task_lag, color="0.4", ls=":", lw=0.9, label=f"task lag {history.task_lag}")
                 ax.set_yscale("log")
             raw.set_title(_key_label(key), fontsize=9)
             if j == 0:
@@ -161,7 +191,7 @@ def plot_curves(history: ProbeHistory, path: str | Path, title: str = "") -> Pat
     note = f"{len(idx)} of {len(steps)} probes"
     if history.n_layers > len(layers):
         note += f"; layers {', '.join(map(str, layers))} of {history.n_layers} (all layers: probe_grid.png)"
-    return _finish(plt, fig, path, title, note)
+    return _finish(plt, fig, path, title, _join(note, theory_note))
 
 
 def _step_edges(steps: np.ndarray) -> np.ndarray:
@@ -206,7 +236,7 @@ def plot_heatmap(history: ProbeHistory, path: str | Path, title: str = "") -> Pa
             ax.set_title(_key_label(key), fontsize=9)
             fig.colorbar(mesh, ax=ax, label="log10 g(k)")
     _map_legend(axes[0, 0], history.task_lag, any_underflow, "upper right", probes=True)
-    return _finish(plt, fig, path, title)
+    return _finish(plt, fig, path, title, _join(_theory(history, "time")[1], _theory(history, "depth")[1]))
 
 
 def _map_legend(ax, task_lag: int, underflow: bool, loc: str, probes: bool = False) -> None:
@@ -235,6 +265,7 @@ def plot_depth(history: ProbeHistory, path: str | Path, title: str = "") -> Path
     fig, axes = plt.subplots(1, n_panels, figsize=(4.3 * n_panels + 1.2, 3.9), squeeze=False, layout="constrained")
     axes = axes[0]
     layers = np.arange(NL)
+    theory, theory_note = _theory(history, "depth")
     for ax, state in zip(axes, states):
         g = history.depth_curve(state, "lag0")  # (P, NL)
         for i in idx:
@@ -249,6 +280,9 @@ def plot_depth(history: ProbeHistory, path: str | Path, title: str = "") -> Path
             if under[-1] >= 0:
                 text += f"\nunderflow at layer {int(under[-1])}"
             ax.text(0.03, 0.97, text, transform=ax.transAxes, va="top", fontsize=7)
+        if state == "h" and theory is not None and len(theory) == NL and g[0, -1] > 0:
+            ax.plot(layers, _positive(g[0, -1] * theory), **THEORY_STYLE, label="mean-field at init")
+            ax.legend(fontsize=7, loc="lower right")
         ax.set_yscale("log")
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_title(f"||dL/d{state}_l|| at the loss step (lag 0)", fontsize=9)
@@ -262,8 +296,12 @@ def plot_depth(history: ProbeHistory, path: str | Path, title: str = "") -> Path
         if total is not None and total[i, -1] > 0:
             ax.plot(layers, _positive(total[i] / total[i, -1]), ":", color=color, lw=1.0)
     from matplotlib.lines import Line2D
-    ax.legend(handles=[Line2D([], [], color="k", marker="o", ms=3, label="lag 0"),
-                       Line2D([], [], color="k", ls=":", label="all steps (total)")], fontsize=7)
+    handles = [Line2D([], [], color="k", marker="o", ms=3, label="lag 0"),
+               Line2D([], [], color="k", ls=":", label="all steps (total)")]
+    if theory is not None and len(theory) == NL:
+        ax.plot(layers, _positive(theory), **THEORY_STYLE)
+        handles.append(Line2D([], [], **THEORY_STYLE, label="mean-field at init"))
+    ax.legend(handles=handles, fontsize=7)
     ax.set_yscale("log")
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_title(f"normalized: g(l) / g(layer {NL - 1})", fontsize=9)
@@ -286,7 +324,8 @@ def plot_depth(history: ProbeHistory, path: str | Path, title: str = "") -> Path
         ax.set_xlabel("layer l (0 = next to the input)")
     if len(idx) > 1:
         _step_colorbar(plt, fig, list(axes), norm, cmap)
-    return _finish(plt, fig, path, title, f"{len(idx)} of {len(steps)} probes; band: quartiles of the last probe")
+    return _finish(plt, fig, path, title, _join(f"{len(idx)} of {len(steps)} probes; band: quartiles of the last probe",
+                                                theory_note))
 
 
 def plot_grid(history: ProbeHistory, path: str | Path, title: str = "", probes: list[int] | None = None) -> Path | None:
@@ -337,8 +376,9 @@ def plot_grid(history: ProbeHistory, path: str | Path, title: str = "", probes: 
             underflow = bool(np.isnan(z).any())
             if (r == 0 and c == 0) or underflow:
                 _map_legend(ax, history.task_lag, underflow, "lower right")
-    return _finish(plt, fig, path, title, "right: the lag fit's gain per step, layer by layer; "
-                   "top: the depth fit's gain per layer (from the last layer down), lag by lag")
+    return _finish(plt, fig, path, title, _join("right: the lag fit's gain per step, layer by layer; "
+                   "top: the depth fit's gain per layer (from the last layer down), lag by lag",
+                   _theory(history, "time")[1], _theory(history, "depth")[1]))
 
 
 def write_plots(history: ProbeHistory, run_dir: str | Path, title: str = "") -> list[Path]:
