@@ -1,0 +1,291 @@
+"""Results as data: the lab's results tables, generated from committed result files by one command.
+
+    python -m seqlab.results                  # rewrite docs/results.md's generated blocks from results/
+    python -m seqlab.results --check          # exit 1 (and say which block) if that would change anything
+    python -m seqlab.results collect SWEEP_DIR [...] -o results/long_memory/NAME.json --command "..." \
+        [--note "..."]                        # a finished (or partly finished) sweep -> one result file
+
+A result file (``results/<table>/<part>.json``) holds the command that made it, a note on what was reduced,
+and one record per run (``seqlab.report.verdicts.record``, plus its held-out curve of loss / baseline):
+small, plain JSON, no paths of the machine it ran on. The parts of one table are merged (the same run in
+two parts: the more complete one is kept), so a sweep that could not finish in one sitting is committed
+part by part and the table grows as parts land.
+
+``docs/results.md`` holds hand-written prose and generated blocks between markers::
+
+    <!-- results:long_memory begin -->  ...  <!-- results:long_memory end -->
+
+Only the blocks are rewritten; a block whose table has no result files says so. Blocks:
+``long_memory`` (verdicts over lr x seeds per cell, task and T), ``long_memory_detail`` (every setting's
+verdict row and per-lr row), ``protocol_cost`` (what each part cost, with and without early stopping,
+and what the stopping rule would have saved on full-budget parts), ``recipes`` (paper-recipe runs) and
+``long_memory_single_lr`` (the earlier one-lr, one-seed table, from benchmarks/results/long_memory.json).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import re
+import sys
+from pathlib import Path
+from typing import Sequence
+
+from seqlab.protocol import EarlyStop
+from seqlab.report import verdicts as V
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "results"
+DOC = ROOT / "docs" / "results.md"
+STATUS_RANK = {"finished": 0, "stopped": 1, "diverged": 2, "failed": 3, "preempted": 4}
+CELL_ORDER = ("rnn_tanh", "irnn", "lstm_forget1", "lstm_chrono", "gru", "indrnn", "exprnn", "lru", "mingru",
+              "minlstm", "cornn", "selective")
+TASK_ORDER = ("adding", "copy", "delayed_recall")
+
+
+# ----------------------------------------------------------------------------- collecting
+
+def collect(dirs: Sequence[str], command: str, note: str = "") -> dict:
+    """The result file of the runs under ``dirs``: command, note, records (with their held-out curves)."""
+    from seqlab.report.runs import load_runs
+
+    runs = load_runs(dirs)
+    records = []
+    for run in runs:
+        if run.status == "unfinished":  # still running (or killed): a later collect picks it up
+            continue
+        r = V.record(run)
+        r.pop("path")
+        r["batch_size"] = run.config.get("batch_size")
+        r["evals"] = [[m["step"], round(m["eval/loss_over_baseline"], 6)] for m in run.metrics
+                      if isinstance(m.get("eval/loss_over_baseline"), (int, float))]
+        early = run.config.get("early_stop") or {}
+        r["early_stop"] = {"rungs": list(early["rungs"]), "margin": early.get("margin")} if early.get("rungs") else None
+        r["eval_every"] = run.config.get("eval_every")
+        records.append(r)
+    return {"command": command, "note": note, "records": V.jsonable(records)}
+
+
+def load_table(name: str, root: Path = RESULTS) -> tuple[list[dict], list[dict]]:
+    """(parts, merged records) of one table: every results/<name>/*.json, one record per run key."""
+    parts, best = [], {}
+    for path in sorted((root / name).glob("*.json")):
+        data = json.loads(path.read_text())
+        data["file"] = path.relative_to(root.parent).as_posix()
+        parts.append(data)
+        for r in data["records"]:
+            key = (json.dumps(r["keys"], sort_keys=True), r["lr"], r["seed"])
+            if key not in best or STATUS_RANK.get(r["status"], 9) < STATUS_RANK.get(best[key]["status"], 9):
+                best[key] = r
+    return parts, list(best.values())
+
+
+# ----------------------------------------------------------------------------- blocks
+
+def _md(header: list[str], rows: list[list[str]]) -> str:
+    esc = lambda c: str(c).replace("|", "\\|")  # noqa: E731
+    return "\n".join(["| " + " | ".join(header) + " |", "|" + "---|" * len(header),
+                      *("| " + " | ".join(esc(c) for c in row) + " |" for row in rows)])
+
+
+def _order(values, preferred):
+    values = sorted(set(values), key=lambda v: V._sort_key(v))
+    return [v for v in preferred if v in values] + [v for v in values if v not in preferred]
+
+
+def _sources(parts: list[dict]) -> list[str]:
+    out = []
+    for p in parts:
+        out.append(f"- `{p['file']}` ({len(p['records'])} runs): `{p['command']}`" + (f". {p['note']}" if p["note"] else ""))
+    return out
+
+
+def short_verdict(row: dict) -> str:
+    """A grid cell: the window and its seeds, with the examples; or 'none (0/N)'; 'k/N' for scattered solves."""
+    w = row["window"]
+    if w is not None:
+        ex = row["window_examples"]
+        return f"{V.window_text(w).split(' (grid')[0]}{'+' if w['open_above'] else ''} ({w['k']}/{w['n']}), " \
+               f"{V.fmt_examples(ex['mean'])}"
+    if row["k"]:
+        return f"scattered ({row['k']}/{row['n']})"
+    return f"none (0/{row['n']})"
+
+
+def long_memory_block(parts: list[dict], records: list[dict]) -> str:
+    if not records:
+        return "No result files yet under results/long_memory/."
+    rows = V.aggregate(records, ["cell", "task", "seq_len"])
+    cells = _order([r["keys"]["cell"] for r in rows], CELL_ORDER)
+    cols = _order([(r["keys"]["task"], r["keys"]["seq_len"]) for r in rows], ())
+    cols = sorted(cols, key=lambda c: (TASK_ORDER.index(c[0]) if c[0] in TASK_ORDER else 99, V._sort_key(c[1])))
+    by = {(r["keys"]["cell"], r["keys"]["task"], r["keys"]["seq_len"]): r for r in rows}
+    lrs = sorted({r["lr"] for r in records})
+    seeds = sorted({r["seed"] for r in records})
+    budgets = sorted({r["budget_examples"] for r in records if r["budget_examples"]})
+    widths = sorted({str(r["keys"].get("model.hidden_size")) for r in records})
+    head = [f"{len(records)} runs: learning rates {', '.join(V.fmt_lr(x) for x in lrs)} x seeds "
+            f"{', '.join(map(str, seeds))}; budget {', '.join(V.fmt_examples(b) for b in budgets)} examples per run; "
+            f"H = {', '.join(widths)}. Each entry: the learning-rate window (grid points where at least half the "
+            "seeds solve; `+`: it reaches the grid's largest lr and may go on) with the seeds that solved there and "
+            "their mean examples to solve; `none (0/N)`: no run of the grid solved; `scattered`: some runs solved, "
+            "at no lr half of the seeds. `(not run)`: this part has not been run yet.", "",
+            *_sources(parts), ""]
+    table = []
+    for c in cells:
+        table.append([c, *(short_verdict(by[(c, t, T)]) if (c, t, T) in by else "(not run)" for t, T in cols)])
+    return "\n".join(head) + "\n" + _md(["cell", *(f"{t} T={T}" for t, T in cols)], table)
+
+
+def detail_block(records: list[dict]) -> str:
+    if not records:
+        return "No result files yet under results/long_memory/."
+    by = ["cell", "task", "seq_len"]
+    rows = V.aggregate(records, by)
+    order = {c: i for i, c in enumerate(_order([r["keys"]["cell"] for r in rows], CELL_ORDER))}
+    rows.sort(key=lambda r: (TASK_ORDER.index(r["keys"]["task"]) if r["keys"]["task"] in TASK_ORDER else 99,
+                             V._sort_key(r["keys"]["seq_len"]), order[r["keys"]["cell"]]))
+    return "\n".join([*V.notes(records), "", _md(*V.table(rows, by)), "", "Per learning rate:", "",
+                      _md(*V.grid_table(rows, by))])
+
+
+def cost_rows(parts: list[dict]) -> list[list[str]]:
+    """Per part: runs, stopped, examples trained of the budget, wall time as run and without stopping
+    (a stopped run's own rate x its whole budget), and for a full-budget part what the default rule
+    (conf/early_stop/rungs.yaml) would have stopped, saved, and lost (runs it would have stopped that went
+    on to solve)."""
+    rule = EarlyStop()
+    out = []
+    for p in parts:
+        recs = [r for r in p["records"] if r["status"] in V.OUTCOME_STATUSES]
+        if not recs:
+            continue
+        stopped = [r for r in recs if r["status"] == "stopped"]
+        budget = sum(r["steps"] for r in recs)
+        trained = sum(r["steps_run"] or r["steps"] for r in recs)
+        wall = sum(r["wall_time_s"] or 0 for r in recs)
+        full = sum((r["wall_time_s"] or 0) * (r["steps"] / r["steps_run"] if r["status"] == "stopped" and r["steps_run"]
+                                              else 1) for r in recs)
+        live = any(r.get("early_stop") for r in recs)
+        if live:
+            replay = "(stopping was on)"
+        else:
+            stops = {id(r): rule.stop_step(r.get("evals") or [], r["steps"], r.get("eval_every") or 1) for r in recs}
+            would = [r for r in recs if stops[id(r)] is not None]
+            saved = sum(r["steps"] - stops[id(r)] for r in would)
+            lost = [r for r in would if r["solved"]]
+            replay = (f"would stop {len(would)}/{len(recs)}, saving {saved / budget:.0%} of the examples; "
+                      f"{len(lost)} of them went on to solve" + (
+                          f" ({', '.join(sorted({str(r['keys']['cell']) for r in lost}))})" if lost else ""))
+        out.append([p["file"].rsplit("/", 1)[-1], str(len(recs)), f"{len(stopped)}",
+                    f"{trained / budget:.0%}", f"{wall / 60:.0f} min", f"{full / 60:.0f} min",
+                    f"{wall / full:.0%}" if full else "-", replay])
+    return out
+
+
+def cost_block(parts: list[dict]) -> str:
+    rows = cost_rows(parts)
+    if not rows:
+        return "No result files yet under results/long_memory/."
+    return ("Job-minutes of wall time (one thread per job, on this shared 2-core machine; the basic launcher "
+            "runs a part's jobs one after another). 'Without stopping' scales each stopped run's own wall time "
+            "by its budget over the steps it ran; a full-budget part replays the default rule (rungs 0.25, 0.5 "
+            "of the budget, margin 0.05) on its held-out curves.\n\n"
+            + _md(["part", "runs", "stopped", "examples trained / budget", "wall (as run)", "wall without stopping",
+                   "ratio", "default rule replayed"], rows))
+
+
+def recipes_block(parts: list[dict]) -> str:
+    if not parts:
+        return "No result files yet under results/recipes/."
+    rows = []
+    for p in parts:
+        for r in p["records"]:
+            k = r["keys"]
+            outcome = (f"solved at {V.fmt_examples(r['examples_to_solve'])} examples" if r["solved"] else "not solved")
+            last = r["evals"][-1] if r.get("evals") else None
+            status = r["status"] + (f" at step {last[0]} of {r['steps']}" if r["status"] == "preempted" and last else "")
+            rows.append([p["file"].rsplit("/", 1)[-1].removesuffix(".json"), str(k.get("cell")), str(k.get("task")),
+                         str(k.get("seq_len")), V.fmt_lr(r["lr"]), V.fmt_examples(r["budget_examples"]), status, outcome,
+                         f"{last[1]:.3g}" if last else "-", f"`{p['command']}`"])
+    return _md(["recipe", "cell", "task", "T", "lr", "budget", "status", "outcome", "last loss / baseline",
+                "command"], rows)
+
+
+def single_lr_block(root: Path = ROOT) -> str:
+    path = root / "benchmarks" / "results" / "long_memory.json"
+    if not path.exists():
+        return "benchmarks/results/long_memory.json is missing."
+    from seqlab.report.long_memory import markdown
+
+    rows = json.loads(path.read_text())["runs"]
+    text = markdown(rows, "x").split("\n\nEvery run")[0]
+    return text.split("\n", 2)[2].strip()  # without the title line
+
+
+def blocks(root: Path = ROOT) -> dict[str, str]:
+    lm_parts, lm = load_table("long_memory", root / "results")
+    rec_parts, _ = load_table("recipes", root / "results")
+    return {"long_memory": long_memory_block(lm_parts, lm), "long_memory_detail": detail_block(lm),
+            "protocol_cost": cost_block(lm_parts), "recipes": recipes_block(rec_parts),
+            "long_memory_single_lr": single_lr_block(root)}
+
+
+MARK = re.compile(r"(<!-- results:(\w+) begin -->\n)(.*?)(<!-- results:\2 end -->)", re.S)
+
+
+def render(text: str, generated: dict[str, str]) -> tuple[str, list[str]]:
+    """``text`` with every marked block replaced; also the names of the blocks that changed."""
+    changed = []
+
+    def sub(m):
+        name = m.group(2)
+        if name not in generated:
+            raise ValueError(f"docs/results.md: unknown block results:{name}; blocks: {', '.join(generated)}")
+        new = generated[name].rstrip() + "\n"
+        if new != m.group(3):
+            changed.append(name)
+        return m.group(1) + new + m.group(4)
+
+    return MARK.sub(sub, text), changed
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["collect"]:
+        p = argparse.ArgumentParser(prog="python -m seqlab.results collect")
+        p.add_argument("dirs", nargs="+")
+        p.add_argument("-o", "--out", required=True, help="results/<table>/<part>.json")
+        p.add_argument("--command", required=True, help="the command that ran the sweep")
+        p.add_argument("--note", default="", help="what was reduced, what remains")
+        a = p.parse_args(argv[1:])
+        try:
+            data = collect(a.dirs, a.command, a.note)
+        except FileNotFoundError as e:
+            print(f"seqlab.results: error: {e}", file=sys.stderr)
+            return 2
+        out = Path(a.out)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(data, indent=1) + "\n")
+        print(f"{out}: {len(data['records'])} runs")
+        return 0
+    p = argparse.ArgumentParser(prog="python -m seqlab.results", description=__doc__.split("\n\n")[0])
+    p.add_argument("--check", action="store_true", help="change nothing; exit 1 if docs/results.md is not current")
+    a = p.parse_args(argv)
+    text = DOC.read_text()
+    new, changed = render(text, blocks())
+    if a.check:
+        if changed:
+            print(f"seqlab.results: docs/results.md is not current (blocks: {', '.join(changed)}); "
+                  f"run python -m seqlab.results", file=sys.stderr)
+            return 1
+        print("docs/results.md is current")
+        return 0
+    if new != text:
+        DOC.write_text(new)
+    print(f"docs/results.md: {', '.join(changed) or 'nothing'} changed")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,68 @@
+"""Results as data (seqlab.results): docs/results.md's tables come from committed result files by one
+command, and running it changes nothing."""
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from seqlab import results as R
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_the_results_command_changes_nothing_in_the_repository():
+    before = (ROOT / "docs" / "results.md").read_text()
+    r = subprocess.run([sys.executable, "-m", "seqlab.results", "--check"], cwd=ROOT, capture_output=True, text=True,
+                       timeout=300)
+    assert r.returncode == 0, r.stdout + r.stderr
+    new, changed = R.render(before, R.blocks())
+    assert changed == [] and new == before
+    assert (ROOT / "docs" / "results.md").read_text() == before
+
+
+def test_render_replaces_only_the_marked_blocks_and_names_unknown_ones():
+    text = "intro\n<!-- results:a begin -->\nold\n<!-- results:a end -->\nhand-written\n"
+    new, changed = R.render(text, {"a": "| x |\n|---|\n| 1 |"})
+    assert new == "intro\n<!-- results:a begin -->\n| x |\n|---|\n| 1 |\n<!-- results:a end -->\nhand-written\n"
+    assert changed == ["a"] and R.render(new, {"a": "| x |\n|---|\n| 1 |"})[1] == []
+    with pytest.raises(ValueError, match="unknown block results:a; blocks: b"):
+        R.render(text, {"b": ""})
+
+
+def rec(seed, status, solved=False, evals=(), steps=1000, steps_run=None, wall=100.0, early=None):
+    return {"keys": {"cell": "gru", "task": "adding", "seq_len": 50}, "lr": 1e-3, "seed": seed, "status": status,
+            "solved": solved, "examples_to_solve": 40_000 if solved else None, "loss_over_baseline": 0.5,
+            "budget_examples": steps * 64, "steps": steps, "steps_run": steps_run or steps, "wall_time_s": wall,
+            "evals": [list(e) for e in evals], "eval_every": 100, "early_stop": early, "batch_size": 64}
+
+
+def test_parts_merge_keeping_the_more_complete_run(tmp_path):
+    table = tmp_path / "results" / "long_memory"
+    table.mkdir(parents=True)
+    (table / "a.json").write_text(json.dumps({"command": "a", "note": "", "records": [rec(0, "preempted"), rec(1, "finished")]}))
+    (table / "b.json").write_text(json.dumps({"command": "b", "note": "", "records": [rec(0, "finished", True)]}))
+    parts, records = R.load_table("long_memory", tmp_path / "results")
+    assert [p["command"] for p in parts] == ["a", "b"]
+    assert sorted((r["seed"], r["status"]) for r in records) == [(0, "finished"), (1, "finished")]
+
+
+def test_the_cost_table_by_hand():
+    """A full-budget part: the default rule (rungs 250 -> eval 300, 500; margin 0.05) replayed on the curves.
+    Run 0 stays at the baseline (stopped at 300: saves 700 steps); run 1 dips below 0.95 at 300 and is back at
+    1.0 at 500 (saves 500) but solved later (a lost verdict); run 2 learns (runs on). A stopped part: a run
+    stopped at 300 after 30 s would have taken 100 s."""
+    flat = [(0, 1.0), (100, 1.0), (200, 1.0), (300, 1.0), (500, 1.0), (1000, 1.0)]
+    late = [(0, 1.0), (300, 0.9), (500, 1.0), (1000, 0.001)]
+    good = [(0, 1.0), (300, 0.5), (500, 0.01), (1000, 0.001)]
+    full = {"file": "results/long_memory/full.json", "records": [rec(0, "finished", evals=flat),
+                                                                  rec(1, "finished", True, late),
+                                                                  rec(2, "finished", True, good)]}
+    early = {"rungs": [0.25, 0.5], "margin": 0.05}
+    live = {"file": "results/long_memory/live.json", "records": [rec(0, "stopped", steps_run=300, wall=30.0, early=early),
+                                                                  rec(1, "finished", True, wall=100.0, early=early)]}
+    (a, b) = R.cost_rows([full, live])
+    assert a == ["full.json", "3", "0", "100%", "5 min", "5 min", "100%",
+                 "would stop 2/3, saving 40% of the examples; 1 of them went on to solve (gru)"]
+    assert b == ["live.json", "2", "1", "65%", "2 min", "3 min", "65%", "(stopping was on)"]
