@@ -160,7 +160,36 @@ def init_numbers(s: Setting, axis: str, curve: str) -> dict[str, float]:
             if key and f"gain_{key}" in p:
                 gains.append(p[f"gain_{key}"][i])
                 decades.append(p[f"attenuation_decades_{key}"][i])
-    return {"gain": _mean(gains), "decades": _mean(decades), "seeds": len(gains)}
+    theory = theory_numbers(s, axis)
+    gain = _mean(gains)
+    gap = gain / theory["gain"] - 1 if theory.get("gain") and math.isfinite(gain) else math.nan
+    return {"gain": gain, "decades": _mean(decades), "seeds": len(gains), "theory": theory.get("gain", math.nan),
+            "theory_gap": gap, "theory_absent": theory.get("absent")}
+
+
+def theory_numbers(s: Setting, axis: str) -> dict:
+    """The mean-field prediction of a setting's init gain (summary.json's ``theory`` block, seqlab.theory):
+    {'gain': mean over seeds} or {'absent': the reason}; {} for runs from before the theory block."""
+    gains, reasons = [], []
+    for r in s.runs:
+        block = ((r.summary or {}).get("theory") or {}).get(axis) or {}
+        if "absent" in block:
+            reasons.append(block["absent"])
+        elif isinstance(block.get("gain"), (int, float)):
+            gains.append(block["gain"])
+    if gains:
+        return {"gain": _mean(gains)}
+    return {"absent": reasons[0]} if reasons else {}
+
+
+def theory_text(n: dict) -> str:
+    """'; theory 0.571, gap +0.5%' | '; theory absent (reason)' | '' (no theory block in these runs)."""
+    if n.get("theory_absent"):
+        return f"; theory absent ({n['theory_absent']})"
+    if math.isfinite(n.get("theory", math.nan)):
+        gap = f", gap {100 * n['theory_gap']:+.1f}%" if math.isfinite(n.get("theory_gap", math.nan)) else ""
+        return f"; theory {_fmt(n['theory'])}{gap}"
+    return ""
 
 
 def _per_layer(run: Run, metric: str) -> dict[str, tuple[np.ndarray, np.ndarray]]:
@@ -322,7 +351,7 @@ def run_claim(claim: Claim, root: Path, out: Path, rerun: bool = False) -> list[
                 unit = "layer" if axis == "depth" else "step"
                 over = "the depth" if axis == "depth" else "the sequence"
                 lines.append(f"  {axis:5s} {_label(s):45s} gain {_fmt(n['gain'])}/{unit}, "
-                             f"{_fmt(n['decades'])} decades over {over} ({n['seeds']} seeds)")
+                             f"{_fmt(n['decades'])} decades over {over} ({n['seeds']} seeds){theory_text(n)}")
             else:
                 n = training_numbers(s)
                 lines.append(f"  {axis:5s} {_label(s):45s} final loss/baseline {_fmt(n['loss_over_baseline'])}, "

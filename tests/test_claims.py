@@ -82,3 +82,20 @@ def test_figures_are_written(tmp_path):
         path = plot(claims.Claim("t", "a statement", kind), sweeps, tmp_path / f"{kind}.png")
         assert path.stat().st_size > 10_000
     assert math.isnan(claims.init_numbers(Setting(items={}, label="e", runs=[_run(0)]), "depth", "h_l0")["gain"])
+
+
+def test_init_numbers_put_the_theory_beside_the_measured_gain_or_its_reason():
+    def run(seed, gain, theory):
+        probe = {"steps": np.array([0]), "depth_gain_h_lag0": np.array([gain]),
+                 "depth_attenuation_decades_h_lag0": np.array([1.0])}
+        r = _run(seed, probe)
+        r.summary["theory"] = {"depth": theory}
+        return r
+
+    s = Setting(items={}, label="x", runs=[run(0, 0.6, {"gain": 0.5}), run(1, 0.5, {"gain": 0.5})])
+    n = claims.init_numbers(s, "depth", "h_l0")
+    assert n["theory"] == pytest.approx(0.5) and n["theory_gap"] == pytest.approx(0.55 / 0.5 - 1)
+    assert claims.theory_text(n) == "; theory 0.5, gap +10.0%"
+    s = Setting(items={}, label="x", runs=[run(0, 0.6, {"absent": "LSTM: not here"})])
+    assert claims.theory_text(claims.init_numbers(s, "depth", "h_l0")) == "; theory absent (LSTM: not here)"
+    assert claims.theory_text(claims.init_numbers(Setting(items={}, label="x", runs=[_run(0)]), "depth", "h_l0")) == ""
