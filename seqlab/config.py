@@ -12,7 +12,7 @@ import inspect
 import math
 import re
 from pathlib import Path
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -52,6 +52,7 @@ class RunSchema:
     skip_limit: float = 0.1
     checkpoint_every: int = 1000
     resume: str | None = None
+    eval_lengths: list[int] = field(default_factory=list)  # other lengths to evaluate at (seqlab.lengths)
 
 
 NONFINITE_POLICIES = ("stop", "skip")
@@ -72,6 +73,7 @@ KNOBS: dict[str, Rule] = {
     "eval_every": Int(1), "eval_size": Int(1), "eval_seed": Int(0, SEED_MAX), "log_every": Int(1),
     "device": Text(), "threads": Int(1, MAX_THREADS, null=True), "progress": Flag(), "flush_denormal": Flag(),
     "on_nonfinite": OneOf(*NONFINITE_POLICIES), "skip_limit": Real(0, 1), "checkpoint_every": Int(1), "resume": Text(null=True),
+    "eval_lengths": ListOf(Int(2)),
     "checkpoint": Text(null=True),  # python -m seqlab.probe (conf/probe_only.yaml)
     # task (conf/task/)
     # (every task that reads seq_len needs >= 2; a task's own stricter bound, e.g. even, is checked by the task)
@@ -98,6 +100,7 @@ KNOBS: dict[str, Rule] = {
     "model.layer.epsilon": Real(0, open="lo"),
     "model.layer.state_size": Int(1), "model.layer.dt_rank": Int(1, null=True),
     "model.layer.dt_min": Real(0, open="lo"), "model.layer.dt_max": Real(0, open="lo"),
+    "model.layer.eigenvalues": Text(),
     # optim (conf/optim/; torch.optim's own options may be added with +optim.KEY=...)
     "optim.lr": Real(0, open="lo"), "optim.weight_decay": Real(0), "optim.momentum": Real(0, 1, open="hi"),
     "optim.alpha": Real(0, 1, open="hi"), "optim.eps": Real(0, 1, open="lo"), "optim.dampening": Real(0, 1),

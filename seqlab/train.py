@@ -31,6 +31,7 @@ from . import checkpoint
 from .checks import ConfigError
 from .config import build_floss, build_optimizer, build_probe, setup
 from .flossing import make_flossing
+from .lengths import length_row, length_summary, length_tasks
 from .models import SequenceModel
 from .probe import ProbeHistory, probe
 from .probe.layer_stats import LayerStats
@@ -183,6 +184,7 @@ def _train(cfg: DictConfig, info: RunInfo, run_dir: Path, stop: "StopFlag") -> d
     layer_stats = LayerStats(model, optimizer, due)  # per-layer gradient norms and update ratios
     data_gen = torch.Generator(device=device).manual_seed(cfg.seed)
     eval_batch = task.eval_batch(cfg.eval_size, torch.Generator().manual_seed(cfg.eval_seed)).to(device)
+    other_lengths = length_tasks(cfg, task, device)  # eval_lengths: the task at other lengths (seqlab.lengths)
 
     config = OmegaConf.to_container(cfg, resolve=True)
     config["choices"] = dict(info.choices)
@@ -234,7 +236,7 @@ def _train(cfg: DictConfig, info: RunInfo, run_dir: Path, stop: "StopFlag") -> d
             summary.update(diverged_step=step, diverged_loss=loss, last_finite_grad_norm=state.last_finite_norm)
             raise Diverged(f"non-finite evaluation loss at step {step}")
         row = {"step": step, "eval/loss": loss, "eval/accuracy": acc,
-               "eval/loss_over_baseline": loss / task.baseline, **extra}
+               "eval/loss_over_baseline": loss / task.baseline, **length_row(model, other_lengths, evaluate), **extra}
         recorder.metrics(row)
         state.evals += 1
         tracker.log(row)
@@ -368,6 +370,8 @@ def _train(cfg: DictConfig, info: RunInfo, run_dir: Path, stop: "StopFlag") -> d
                        wall_time_s=wall_before + time.perf_counter() - start, segments=state.segments)
         if state.last_probe is not None:
             summary["probe"] = state.last_probe
+        if other_lengths and state.last_eval:
+            summary["length_eval"] = length_summary(state.last_eval, other_lengths)
         if probe_settings and probes.theory is not None:
             summary["theory"] = probes.theory
         if probe_settings:

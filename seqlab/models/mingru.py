@@ -16,6 +16,10 @@ As a diagonal recurrence h_t = a_t h_{t-1} + b_t: a_t = 1 - z_t, b_t = z_t h~_t 
 loop runs it as torch.lerp(h, h~_t, z_t)). The gradient through time is dL/dh_{t-1} = (1 - z_t) dL/dh_t per unit,
 so a unit keeps its gradient exactly as long as its update gate stays shut.
 
+``eigenvalues: signed`` (Grazzi et al. 2025, "Unlocking State-Tracking in Linear RNNs Through
+Negative Eigenvalues"): a_t = 1 - 2 z_t in (-1, 1) instead of 1 - z_t in (0, 1), b_t = z_t h~_t
+unchanged; at z = 1/2 (init) a = 0. The cell is then no longer convex, so no log-space scan.
+
 Paths (seqlab.models.scan): the step path (taps on h) and the fast path over the same
 parameters, ``scan`` = loop | chunked | parallel | log | auto (the measured fastest for
 the device: the loop on CPU; on CUDA the log-space scan up to T = 2000, the chunked one beyond). A test holds every path equal to the step path, and the
@@ -64,9 +68,16 @@ class MinGRULayer(DiagonalLayer):
     convex = True  # h_t = lerp(h_{t-1}, h~_t, z_t)
 
     def __init__(self, input_size: int, hidden_size: int, candidate: str = "g", scan: str = "auto",
-                 chunk: int | None = None, init: str = "default"):
+                 chunk: int | None = None, init: str = "default", eigenvalues: str = "positive"):
         super().__init__(input_size, hidden_size, scan, chunk)
         check_candidate(candidate, scan)
+        from .selective import check_eigenvalues
+
+        self.eigenvalues = check_eigenvalues(eigenvalues)
+        check(not (scan == "log" and eigenvalues == "signed"), "model.layer.scan", scan,
+              "log needs eigenvalues: positive (the log-space scan takes the log of a > 0)")
+        if eigenvalues == "signed":
+            self.convex = False  # a = 1 - 2 z, b = z h~: no longer a lerp
         self.candidate = candidate
         self.cand = candidate_fn(candidate)
         self.linear = nn.Linear(input_size, 2 * hidden_size)  # [Linear_z | Linear_h]
@@ -74,14 +85,17 @@ class MinGRULayer(DiagonalLayer):
 
     def method(self, x: torch.Tensor) -> str:
         m = super().method(x)
-        return "chunked" if m == "log" and self.candidate != "g" else m
+        return "chunked" if m == "log" and (self.candidate != "g" or self.eigenvalues == "signed") else m
 
     def project(self, x: torch.Tensor) -> torch.Tensor:
         return self.linear(x)  # (B, T, 2H): [k_z | k_h]
 
     def coefficients(self, p: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         k, v = p.chunk(2, dim=-1)  # (B, T, H) each
-        return torch.sigmoid(k), self.cand(v)  # w = z, c = h~ (a = 1 - z, b = z h~)
+        z = torch.sigmoid(k)
+        if self.eigenvalues == "signed":
+            return 1 - 2 * z, z * self.cand(v)  # a in (-1, 1), b = z h~ (Grazzi et al. 2025)
+        return z, self.cand(v)  # w = z, c = h~ (a = 1 - z, b = z h~)
 
     def log_coefficients(self, p: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         k, v = p.chunk(2, dim=-1)

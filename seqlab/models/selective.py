@@ -13,7 +13,13 @@ Per channel p = 1..H with a state of N numbers (the paper's D channels, N state 
     y_t[p]     = C_t . h_t[p, :] + D[p] u_t[p]              eq. 2b, with the skip D
 
 A = -exp(A_log) is diagonal, real and negative (S4D-real init: A[p, n] = -(n + 1)), so
-|exp(Delta A)| < 1 for any Delta > 0: stable by construction. b_dt is set so that
+|exp(Delta A)| < 1 for any Delta > 0: stable by construction.
+
+``eigenvalues``: ``positive`` (the paper's) keeps every transition a = exp(Delta A) in (0, 1);
+``signed`` uses a = 2 exp(Delta A) - 1 in (-1, 1), Grazzi, Siems, Zela, Franke, Hutter & Pontil
+2025 ("Unlocking State-Tracking in Linear RNNs Through Negative Eigenvalues", ICLR): with
+transitions in [0, 1] a linear recurrence cannot solve parity; with [-1, 1] it can (a -> -1 on a
+1 bit flips the state's sign). At init Delta is small, so signed a starts near 1 as well. b_dt is set so that
 Delta = softplus(b_dt) ~ log-uniform on [dt_min, dt_max] at init (the paper's 0.001, 0.1);
 W_r is the low-rank (dt_rank = ceil(H / 16)) factor of s_Delta, as in the paper's code.
 
@@ -37,13 +43,24 @@ from ..checks import check, check_int, is_int, is_number
 from .diagonal import DiagonalLayer
 from .init import init_matrix
 
+EIGENVALUES = ("positive", "signed")
+
+
+def check_eigenvalues(value: str) -> str:
+    """The range of an input-gated recurrence's transition a_t: positive (0, 1) or signed (-1, 1)."""
+    from ..checks import check_choice
+
+    check_choice("model.layer.eigenvalues", value, EIGENVALUES)
+    return value
+
 
 class SelectiveLayer(DiagonalLayer):
     def __init__(self, input_size: int, hidden_size: int, state_size: int = 16, dt_rank: int | None = None,
                  dt_min: float = 1e-3, dt_max: float = 0.1, scan: str = "auto", chunk: int | None = None,
-                 init: str = "default"):
+                 init: str = "default", eigenvalues: str = "positive"):
         super().__init__(input_size, hidden_size, scan, chunk)
         H = hidden_size
+        self.eigenvalues = check_eigenvalues(eigenvalues)
         N = check_int("model.layer.state_size", state_size, 1)
         check(dt_rank is None or (is_int(dt_rank) and dt_rank >= 1), "model.layer.dt_rank", dt_rank,
               "must be an integer >= 1 or null (null = ceil(hidden_size / 16))")
@@ -76,7 +93,9 @@ class SelectiveLayer(DiagonalLayer):
     def coefficients(self, p) -> tuple[torch.Tensor, torch.Tensor]:
         u, delta, B_t, _ = p
         A = -torch.exp(self.A_log)  # (H, N)
-        a = torch.exp(delta.unsqueeze(-1) * A)  # (B, T, H, N)
+        a = torch.exp(delta.unsqueeze(-1) * A)  # (B, T, H, N) in (0, 1)
+        if self.eigenvalues == "signed":
+            a = 2 * a - 1  # in (-1, 1): Grazzi et al. 2025's extension for Mamba
         b = (delta * u).unsqueeze(-1) * B_t.unsqueeze(-2)  # (B, T, H, N)
         return a.flatten(-2), b.flatten(-2)  # (B, T, H N)
 
