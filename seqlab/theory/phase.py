@@ -1,7 +1,7 @@
 """The trainability phase diagram over (sigma_w^2, depth), measured, with the mean-field lines drawn on it.
 
     python -m seqlab -m +experiment=phase_tanh_digits                       # the sweep (conf/experiment/)
-    python -m seqlab.theory.phase collect multirun/phase_tanh_digits/DATE --out docs/results/phase_tanh_digits.json
+    python -m seqlab.theory.phase collect multirun/phase_tanh_digits/DATE [MORE] --out docs/results/phase_tanh_digits.json
     python -m seqlab.theory.phase plot docs/results/phase_tanh_digits.json --out docs/figures/phase_tanh_digits.png
 
 ``collect`` reads every run directory's config.yaml and summary.json into one JSON file of
@@ -25,12 +25,12 @@ from .meanfield import critical_sigma_w2, feedforward
 from .predict import bias_variance, init_variance
 
 
-def collect(sweep: Path) -> dict:
-    """Rows of every finished run under ``sweep`` (one directory per run)."""
+def collect(sweeps: list[Path]) -> dict:
+    """Rows of every finished run under the ``sweeps`` (one directory per run)."""
     import yaml
 
     rows = []
-    for summary_path in sorted(sweep.glob("*/summary.json")):
+    for summary_path in sorted(p for sweep in sweeps for p in sweep.glob("*/summary.json")):
         run = summary_path.parent
         summary = json.loads(summary_path.read_text())
         cfg = yaml.safe_load((run / "config.yaml").read_text()) if (run / "config.yaml").exists() else \
@@ -38,15 +38,18 @@ def collect(sweep: Path) -> dict:
         model, layer = cfg["model"], cfg["model"]["layer"]
         H = model["hidden_size"]
         theory = (summary.get("theory") or {}).get("depth") or {}
-        rows.append({"run": run.name, "activation": layer["activation"], "init": layer["init"], "gain": layer["gain"],
+        if summary.get("status") != "finished":
+            continue
+        rows.append({"run": f"{run.parent.name}/{run.name}", "activation": layer["activation"], "init": layer["init"], "gain": layer["gain"],
                      "sigma_w2": init_variance(layer["init"], layer["gain"], H, H), "sigma_b2": bias_variance(H),
                      "depth": model["num_layers"], "width": H, "steps": cfg["steps"], "lr": cfg["optim"]["lr"],
                      "status": summary.get("status"), "accuracy": summary.get("final_accuracy"),
                      "loss_over_baseline": summary.get("loss_over_baseline"),
                      "measured_depth_gain": theory.get("measured_gain"), "predicted_depth_gain": theory.get("gain")})
     if not rows:
-        raise SystemExit(f"seqlab: error: {sweep}: no run directories with summary.json")
-    return {"task": "digits", "sweep": sweep.name, "rows": rows}
+        raise SystemExit(f"seqlab: error: {' '.join(map(str, sweeps))}: no finished run directories")
+    rows.sort(key=lambda r: (r["sigma_w2"], r["depth"]))
+    return {"task": "digits", "sweeps": [s.name for s in sweeps], "rows": rows}
 
 
 def boundary(data: dict, level: float) -> list[dict]:
@@ -116,7 +119,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m seqlab.theory.phase", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
     c = sub.add_parser("collect", help="run directories of a sweep -> one JSON file of rows")
-    c.add_argument("sweep", type=Path)
+    c.add_argument("sweeps", type=Path, nargs="+", help="sweep directories (a grid may span several)")
     c.add_argument("--out", type=Path, required=True)
     p = sub.add_parser("plot", help="the JSON file -> the figure, and the boundary against 6 xi_c")
     p.add_argument("results", type=Path)
@@ -124,10 +127,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--level", type=float, default=0.5, help="accuracy that counts as trained (default 0.5)")
     args = parser.parse_args(argv)
     if args.command == "collect":
-        if not args.sweep.is_dir():
-            print(f"seqlab: error: sweep={args.sweep}: not a directory", file=sys.stderr)
-            return 2
-        data = collect(args.sweep)
+        for sweep in args.sweeps:
+            if not sweep.is_dir():
+                print(f"seqlab: error: sweep={sweep}: not a directory", file=sys.stderr)
+                return 2
+        data = collect(args.sweeps)
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps(data, indent=1) + "\n")
         print(f"{len(data['rows'])} runs -> {args.out}")
