@@ -149,9 +149,24 @@ class SweepMonitor(Callback):
         if counts:
             parts = [f"{len(nums)} {status}" + ("" if status in ("finished", "stopped") else f" (job {', '.join(nums)})")
                      for status, nums in sorted(counts.items(), key=lambda kv: kv[0] != "finished")]
+            hint = sweep_sync_hint(self.sweep_dir)
+            if hint:
+                print(hint, file=sys.stderr, flush=True)
             print(f"seqlab: sweep {self.sweep_dir}: {sum(map(len, counts.values()))} jobs: {', '.join(parts)}",
                   file=sys.stderr, flush=True)
         self.sweep_dir = None
+
+
+def sweep_sync_hint(sweep_dir: Path) -> str | None:
+    """How to upload a sweep's offline W&B runs: one ``wandb sync`` of every job's run folders (a shell
+    glob; the segments of a resumed job are uploaded in start-time order: seqlab.tracking.sync_command)."""
+    if not any(sweep_dir.glob("*/wandb/offline-run-*")):
+        return None
+    try:
+        where = sweep_dir.relative_to(Path.cwd())
+    except ValueError:
+        where = sweep_dir
+    return f"seqlab: W&B offline runs of the sweep; upload with: wandb sync {where}/*/wandb/offline-run-*"
 
 
 def _overrides(job_dir: Path) -> str:

@@ -129,16 +129,79 @@ def warn(message: str) -> None:
     warnings.warn(message, SeqlabWarning, stacklevel=3)
 
 
-# Keys of summary.json that are not results: the run's settings (already W&B config) and the probe
-# dict (its numbers are the last probe_summary/* values, which W&B keeps as summary by itself).
-NOT_RESULTS = ("probe", "task", "steps", "seed", "seq_len", "name", "wandb_run")
+# Keys of summary.json that are not results: the run's settings (W&B config already has them), the
+# probe dict (its numbers are the last probe_summary/* values, W&B's summary of those series) and
+# bookkeeping (the W&B id, where a resume started, the device; lists and dicts such as the answers'
+# lag distribution and the flossing rows stay in summary.json).
+NOT_RESULTS = ("probe", "task", "steps", "seed", "seq_len", "name", "wandb_run", "lag", "resumed_from_step",
+               "device", "mode", "checkpoint", "step", "already_finished")
 
 
 def results_only(summary: dict, config: dict) -> dict:
-    """The W&B summary: summary.json without config values and without the nested probe dict."""
+    """The W&B summary: the results of summary.json (numbers, flags, status and error), without config
+    values, bookkeeping, or nested dicts and lists (those stay in the run directory)."""
     choices = config.get("choices") or {}
     return {k: v for k, v in summary.items()
-            if v is not None and k not in NOT_RESULTS and k not in config and k not in choices}
+            if v is not None and not isinstance(v, (dict, list, tuple))
+            and k not in NOT_RESULTS and k not in config and k not in choices}
+
+
+# The run's config as W&B shows it (flat keys a researcher groups, filters and makes columns from).
+# config.yaml in the run directory keeps the complete Hydra config; these are left out of W&B's:
+BOOKKEEPING = ("progress", "resume", "threads", "checkpoint_every", "logger", "choices", "seq_len", "hydra")
+HOISTED = ("task", "model", "optim")  # groups whose knobs become top-level keys (model.layer's too)
+
+
+def _knobs(node: dict, prefix: str = "") -> dict:
+    """The leaf values of a Hydra node by name, without ``_target_``/``_partial_`` (nested nodes, e.g.
+    model.layer, are flattened into the same level; a name seen twice keeps its dotted path)."""
+    out: dict = {}
+    for key, value in node.items():
+        if key.startswith("_"):
+            continue
+        if isinstance(value, dict):
+            for k, v in _knobs(value, f"{prefix}{key}.").items():
+                out[k if k not in out else f"{prefix}{key}.{k}"] = v
+        else:
+            out[key] = value
+    return out
+
+
+def _node(value: Any) -> Any:
+    """A group that is on (a dict of knobs, internals dropped) or off (its option name, e.g. 'none')."""
+    if isinstance(value, dict):
+        knobs = _knobs(value)
+        return knobs or None
+    return value
+
+
+def wandb_config(config: dict, T: int | None = None) -> dict:
+    """W&B's config of a run: the choices by name (``cell`` = the model option, ``task``, ``optimizer``,
+    ``remedy``), ``T``, every knob of the task, the model (and its layer) and the optimizer as a top-level
+    key (``lr``, ``init``, ``hidden_size``, ``activation``, ...), the loop's own settings (``seed``,
+    ``steps``, ``batch_size``, ``grad_clip``, ...), and the probe's and flossing's knobs under ``probe``
+    and ``floss``. No Hydra internals (``_target_``, ``_partial_``), no empty nodes, no bookkeeping
+    (threads, progress, logger, resume, checkpoint_every). A knob whose name is taken keeps its group's
+    prefix (``task.seed``)."""
+    choices = config.get("choices") or {}
+    out: dict = {"cell": choices.get("model"), "task": choices.get("task"), "T": T,
+                 "optimizer": choices.get("optim")}
+    if choices.get("remedy"):
+        out["remedy"] = choices["remedy"]
+    for key, value in config.items():
+        if key in BOOKKEEPING or key in HOISTED or isinstance(value, dict):
+            continue
+        out[key] = value
+    for group in HOISTED:
+        for key, value in _knobs(config.get(group) or {}).items():
+            if key == "seq_len":
+                continue
+            out[key if key not in out else f"{group}.{key}"] = value
+    for group in ("probe", "floss"):
+        if group in config:
+            node = _node(config[group])
+            out[group] = node if node is not None else (choices.get(group) or "none")
+    return out
 
 
 GROUP_MAX = 128  # W&B's limit on a group name
@@ -154,16 +217,24 @@ def wandb_group(setting: str) -> str:
     return setting[:GROUP_MAX - 9] + "~" + hashlib.sha1(setting.encode()).hexdigest()[:8]
 
 
+def sync_command(folders: list) -> str:
+    """The one command that uploads offline W&B run folders: ``wandb sync A B ...``. The folders of one
+    resumed run (same id) are uploaded one after the other in start-time order whatever their order
+    here: wandb 0.31's `wandb sync` hands the set of .wandb files to wandb-core, whose
+    ``RunSyncOperation.initAndPlan`` groups them by entity/project/run id and sorts each group by the
+    run's start time (``wandb sync --help``, option -n). There is no ``--append`` in wandb 0.31."""
+    return "wandb sync " + " ".join(str(f) for f in folders)
+
+
 def sync_hint(run_dir: Path, run_id: str | None) -> str | None:
-    """How to upload an offline run: its first segment with ``wandb sync``, each later one (a resume)
-    with ``wandb sync --append``, in order, so the history stays one run."""
+    """How to upload an offline run: every segment (the first run and each resume) in one
+    ``wandb sync``, which keeps them one run, in start-time order."""
     if not run_id:
         return None
     segments = sorted(Path(run_dir).glob(f"wandb/offline-run-*-{run_id}"))
     if not segments:
         return None
-    cmds = [f"wandb sync {segments[0]}"] + [f"wandb sync --append {d}" for d in segments[1:]]
-    return f"W&B offline run {run_id}; upload with: " + " && ".join(cmds)
+    return f"W&B offline run {run_id}; upload with: {sync_command(segments)}"
 
 
 class NullTracker:
@@ -224,8 +295,8 @@ class WandbTracker:
     """A W&B run that lives inside the run directory; offline unless told otherwise.
 
     Every row is logged with an explicit W&B ``_step`` from one counter that a checkpoint carries, so a
-    resumed run is one W&B run whose steps continue where the last segment ended (sync the segments
-    with ``wandb sync --append``). Rows a killed segment had already sent (those after its last
+    resumed run is one W&B run whose steps continue where the last segment ended (upload the segments
+    with one ``wandb sync A B``: ``sync_command``). Rows a killed segment had already sent (those after its last
     checkpoint, which the resumed run computes again, identically) are not sent twice: the counter and
     the last training step sent are kept in ``wandb/seqlab_logged`` as rows go out. Training rows carry
     ``step`` as their x axis (``define_metric``).
@@ -269,12 +340,23 @@ class WandbTracker:
                 warn(f"W&B offline start failed too ({_first_line(e2)}); training goes on without it")
                 return
         self._open_marks(run_dir / "wandb" / "seqlab_logged", resume_id)
-        self.run.define_metric("step")
-        for prefix in ("train", "eval", "probe_summary"):
-            self.run.define_metric(f"{prefix}/*", step_metric="step")
+        self._define_metrics()
+
+    def _define_metrics(self) -> None:
+        """x axes and summaries: W&B's summary holds results only (the held-out loss's min and last, the
+        accuracy's max and last, the last training and probe-fit values), never the last point of a curve
+        against lag or layer, a table or an image."""
+        define = self.run.define_metric
+        define("step")
+        for name, summary in (("eval/loss", "min,last"), ("eval/loss_over_baseline", "min,last"),
+                              ("eval/accuracy", "max,last")):
+            define(name, step_metric="step", summary=summary)
+        for prefix in ("train", "eval", "probe_summary", "floss", "theory"):
+            define(f"{prefix}/*", step_metric="step")
+        for glob in ("probe_tables/*", "probe_figures/*"):
+            define(glob, summary="none")
         # the probe's decay curves: x = lag, so every run's curves overlay in one chart
-        self.run.define_metric("probe/lag")
-        self.run.define_metric("probe/*", step_metric="probe/lag")
+        self.define_axis("probe/lag", "probe/*")
 
     def _open_marks(self, path: Path, resume_id: str | None) -> None:
         """Read what a previous segment of this W&B run sent, then keep the file up to date."""
@@ -340,8 +422,9 @@ class WandbTracker:
         curves overlay across runs; defined once per run."""
         defined = self.__dict__.setdefault("_axes", set())
         if (x, glob) not in defined:
-            defined.add((x, glob))
-            self._guard("define_axis", lambda: (self.run.define_metric(x), self.run.define_metric(glob, step_metric=x)))
+            defined.add((x, glob))  # a curve's points are not results: no summary for the axis or the curve
+            self._guard("define_axis", lambda: (self.run.define_metric(x, summary="none"),
+                                                self.run.define_metric(glob, step_metric=x, summary="none")))
 
     def mark_preempting(self) -> None:
         """The run will be resumed (W&B shows it as preempted, not failed)."""

@@ -43,7 +43,7 @@ from .rundir import RunDirError, RunLock
 from .theory.beside import beside_probe, theory_scalars
 from .tasks import Batch, Task
 from .tasks.base import lag_distribution
-from .tracking import NullTracker, RunRecorder, results_only, wandb_group
+from .tracking import NullTracker, RunRecorder, results_only, wandb_config, wandb_group
 
 EVAL_CHUNK = 256  # sequences per forward pass when evaluating (bounds memory at long T)
 STOP_SIGNALS = ("SIGINT", "SIGTERM", "SIGUSR2")  # SIGUSR2: SLURM/submitit's "about to be preempted"
@@ -230,7 +230,9 @@ def _train(cfg: DictConfig, info: RunInfo, run_dir: Path, stop: "StopFlag") -> d
             **({"floss": flossing.state_dict()} if flossing else {}),
         })
 
-    def do_eval(step: int, extra: dict) -> None:
+    def do_eval(step: int, extra: dict, tracked: dict | None = None) -> None:
+        """Evaluate; one metrics.jsonl row (with ``extra``, the training window) and one tracker row
+        (with ``tracked`` too: the training row of this step, so W&B gets one row per step)."""
         loss, acc = evaluate(model, task, eval_batch)
         if not math.isfinite(loss):
             summary.update(diverged_step=step, diverged_loss=loss, last_finite_grad_norm=state.last_finite_norm)
@@ -239,7 +241,7 @@ def _train(cfg: DictConfig, info: RunInfo, run_dir: Path, stop: "StopFlag") -> d
                "eval/loss_over_baseline": loss / task.baseline, **length_row(model, other_lengths, evaluate), **extra}
         recorder.metrics(row)
         state.evals += 1
-        tracker.log(row)
+        tracker.log({**row, **(tracked or {})})
         if state.solved_step is None and task.solved(loss, acc):
             state.solved_step = step
         state.last_eval = row
@@ -321,13 +323,15 @@ def _train(cfg: DictConfig, info: RunInfo, run_dir: Path, stop: "StopFlag") -> d
                     train_row = {"train/loss": state.window_loss / n if state.window_n else math.nan,
                                  "train/grad_norm": state.window_norm / n if state.window_n else math.nan,
                                  **layer_stats.row}
-                    tracker.log({"step": step, **train_row, "train/skipped_updates": state.skipped,
-                                 "train/steps_per_s": step / state.train_time})
+                    tracked = {"step": step, **train_row, "train/skipped_updates": state.skipped,
+                               "train/steps_per_s": step / state.train_time}
                     bar.update(step, loss=train_row["train/loss"])
                     state.window_loss = state.window_norm = 0.0
                     state.window_n = 0
                     if step % cfg.eval_every == 0 or step == cfg.steps:
-                        do_eval(step, train_row)
+                        do_eval(step, train_row, tracked)  # one W&B row: training window and evaluation
+                    else:
+                        tracker.log(tracked)
                     tick = time.perf_counter()
                 else:
                     bar.update(step)
@@ -490,9 +494,12 @@ def _grid_image(probes: ProbeHistory, info: RunInfo, tracker, settings) -> str |
         return None
 
 
-def _make_tracker(cfg: DictConfig, info: RunInfo, config: dict, task: Task, name: str, saved: dict | None):
+def _make_tracker(cfg: DictConfig, info: RunInfo, config: dict, task: Task, name: str, saved: dict | None,
+                  job_type: str | None = None, extra_config: dict | None = None):
     """The W&B run: grouped by setting (the UI's default grouping averages the seeds of one setting),
-    the sweep as a tag and config; a resumed run continues its W&B run (same id, name, group, _step)."""
+    the sweep as a tag and config; a resumed run continues its W&B run (same id, name, group, _step).
+    Its W&B config is ``wandb_config`` of the run's (flat: cell, task, T, lr, ...) and ``extra_config``;
+    ``job_type`` defaults to the task's name."""
     from hydra.utils import instantiate
 
     saved = saved or {}
@@ -504,8 +511,11 @@ def _make_tracker(cfg: DictConfig, info: RunInfo, config: dict, task: Task, name
         kwargs["tags"] = [*cfg.logger.tags, info.group]
     if saved.get("wandb_id"):
         kwargs.update(resume_id=saved["wandb_id"], start_step=saved.get("wandb_step", 0))
-    config = {**config, **({"setting": setting} if setting else {}), **({"sweep": info.group} if info.group else {})}
-    return instantiate(cfg.logger)(run_dir=info.run_dir, config=config, name=name, job_type=task.name, **kwargs)
+    length = cfg.seq_len if "seq_len" in cfg.task else task.total_len  # digits, random_labels: their own T
+    config = {**wandb_config(config, T=length), **({"setting": setting} if setting else {}),
+              **({"sweep": info.group} if info.group else {}), **(extra_config or {})}
+    return instantiate(cfg.logger)(run_dir=info.run_dir, config=config, name=name, job_type=job_type or task.name,
+                                   **kwargs)
 
 
 def format_summary(s: dict) -> str:

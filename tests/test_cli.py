@@ -47,7 +47,8 @@ def test_design_card_command_trains_evaluates_and_logs(tmp_path):
     assert wandb_exit_code(wb) == 0
     (run_rec,) = [r["run"] for r in records if r["type"] == "run"]
     assert run_rec["job_type"] == "adding" and run_rec["display_name"].startswith("adding-rnn-T200")
-    assert "choices" in run_rec["config"]["update"]
+    config = run_rec["config"]["update"]
+    assert (config["cell"], config["task"], config["T"]) == ("rnn", "adding", 200) and "choices" not in config
     history = [r["history"]["item"] for r in records if r["type"] == "history"]
     assert {"train/loss", "train/grad_norm", "train/steps_per_s"} <= set().union(*history)
     assert {"eval/loss", "eval/accuracy", "eval/loss_over_baseline"} <= set().union(*history)

@@ -207,13 +207,16 @@ def test_norms_survive_float32_underflow_of_squares():
 
 # --- fits ------------------------------------------------------------------------------------
 
-def test_fit_ignores_the_underflowed_tail_and_extrapolates_attenuation():
+def test_fit_ignores_the_underflowed_tail_and_states_attenuation_only_as_far_as_measured():
     g = 0.5 ** np.arange(200.0)
     g[150:] = 0.0  # flushed to zero, as float32 does
     fit = fit_curve(g, floor=1e-40)
     assert fit["fit_lags"] == 133  # 0.5^132 = 1.8e-40 > 1e-40 > 0.5^133
     assert fit["gain"] == pytest.approx(0.5, rel=1e-12)
-    assert fit["attenuation_decades"] == pytest.approx(199 * math.log10(2), rel=1e-9)
+    # not the fitted line's 199 * log10(2) = 59.9 decades: the data say "at least down to the floor"
+    assert fit["attenuation_decades"] == pytest.approx(40.0, rel=1e-12)
+    short = fit_curve(np.array([1.0, 0.0, 0.0]), floor=1e-33)  # below the floor from lag 1: no fit, a bound
+    assert math.isnan(short["gain"]) and short["attenuation_decades"] == pytest.approx(33.0)
 
 
 def test_horizon_is_where_the_curve_first_falls_below_the_floor():

@@ -58,13 +58,14 @@ def test_probe_of_a_checkpoint_uses_its_config_and_logs_to_wandb(checkpoint, tmp
     (wb,) = (out / "wandb").glob("offline-run-*")
     records = wandb_records(wb)
     run = next(x["run"] for x in records if x["type"] == "run")
-    assert run["display_name"] == "probe copy-lstm-T4 step 2"
+    assert run["display_name"] == "probe trained step 2" and run["job_type"] == "probe"  # the run it probes
     rows = [x["history"]["item"] for x in records if x["type"] == "history"]
     gains = [row["probe_summary/c_l0/gain"] for row in rows if "probe_summary/c_l0/gain" in row]
     assert gains == [pytest.approx(s["probe"]["c_l0"]["gain"])]
     with np.load(out / "probe.npz") as npz:
         lags = npz["lags"].tolist()
-    assert [row["probe/lag"] for row in rows if "probe/checkpoint/c_l0" in row] == lags and len(lags) > 4
+    # the run ended at step 2: its last checkpoint overlays the run's own probe/final/* curves
+    assert [row["probe/lag"] for row in rows if "probe/final/c_l0" in row] == lags and len(lags) > 4
     assert [x["exit"].get("exit_code", 0) for x in records if x["type"] == "exit"] == [0]
 
 

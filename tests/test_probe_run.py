@@ -84,7 +84,7 @@ def test_wandb_gets_curves_against_lag_summaries_and_images(tmp_path):
     (wb,) = (run_dir / "wandb").glob("offline-run-*")
     records = wandb_records(wb)
     metrics = [r["metric"] for r in records if r["type"] == "metric"]
-    assert {"name": "probe/lag", "options": {"defined": True}} in metrics
+    assert {"name": "probe/lag", "options": {"defined": True}, "summary": {"none": True}} in metrics
     assert any(m.get("glob_name") == "probe/*" and m.get("step_metric") == "probe/lag" for m in metrics)
     assert any(m.get("glob_name") == "probe_summary/*" and m.get("step_metric") == "step" for m in metrics)
     rows = [r["history"]["item"] for r in records if r["type"] == "history"]

@@ -131,8 +131,9 @@ def test_offline_run_records_tables_series_and_axes(tmp_path):
     (wb,) = (tmp_path / "wandb").glob("offline-run-*")
     records = wandb_records(wb)
     metrics = [r["metric"] for r in records if r["type"] == "metric"]
-    assert {"name": "probe/layer", "options": {"defined": True}} in metrics
-    assert any(m.get("glob_name") == "probe_depth/*" and m.get("step_metric") == "probe/layer" for m in metrics)
+    assert {"name": "probe/layer", "options": {"defined": True}, "summary": {"none": True}} in metrics
+    assert any(m.get("glob_name") == "probe_depth/*" and m.get("step_metric") == "probe/layer"
+               and m.get("summary") == {"none": True} for m in metrics)  # a curve's points are not results
     rows = [r["history"]["item"] for r in records if r["type"] == "history"]
     tables = [row for row in rows if f"{GRID_TABLE}._type" in row]
     assert [row["step"] for row in tables] == [0, 1, 2]  # every probe, at its training step

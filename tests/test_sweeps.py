@@ -68,7 +68,7 @@ def test_basic_launcher_failed_job_and_wandb_groups(tmp_path):
     value = lambda name, key: configs[name][key]  # noqa: E731
     # every swept value is config; runs that differ only in seed share `setting`
     assert [value(n, "seed") for n in "0123"] == [0, 1, 0, 1]
-    assert [value(n, "optim")["lr"] for n in "0123"] == [1e30, 1e30, 0.01, 0.01]
+    assert [value(n, "lr") for n in "0123"] == [1e30, 1e30, 0.01, 0.01]
     settings = [value(n, "setting") for n in "0123"]
     assert settings[0] == settings[1] != settings[2] == settings[3]
     assert "seed" not in settings[0] and "optim.lr=0.01" in settings[2]

@@ -16,3 +16,20 @@ def wandb_exit_code(run_dir: Path):
     """The run's exit code, or None if the run was never finished."""
     codes = [r["exit"].get("exit_code", 0) for r in wandb_records(run_dir) if r["type"] == "exit"]
     return codes[-1] if codes else None
+
+
+def wandb_summary(records: list[dict]) -> dict:
+    """The run's final W&B summary (its summary updates in order), without W&B's own _keys."""
+    summary: dict = {}
+    for r in records:
+        if r["type"] == "summary":
+            summary.update(r["summary"].get("update", {}))
+            for key in r["summary"].get("remove", []) or []:
+                summary.pop(key, None)
+    return {k: v for k, v in summary.items() if not k.startswith("_")}
+
+
+def wandb_config(records: list[dict]) -> dict:
+    """The run's W&B config as the run record gives it, without W&B's own _wandb."""
+    (run,) = [r["run"] for r in records if r["type"] == "run"]
+    return {k: v for k, v in run["config"]["update"].items() if k != "_wandb"}

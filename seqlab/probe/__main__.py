@@ -29,7 +29,7 @@ from ..__main__ import CONF_DIR, fail, preflight
 from ..preflight import _overrides_from_argv
 from ..checks import ConfigError, check
 from ..config import build_model, build_probe, build_task, setup
-from ..tracking import write_json_atomic
+from ..tracking import results_only, sync_hint, write_json_atomic
 from .from_checkpoint import PROBE_MAY_SET, check_overrides, stored_config, with_stored_config
 from ..theory.beside import beside_probe, theory_line, theory_scalars
 from .history import ProbeHistory
@@ -112,10 +112,12 @@ def probe_only(cfg: DictConfig, run_dir: Path) -> dict:
     summary = {"status": "finished", "mode": "probe", "task": task.name, "lag": task.lag,
                "checkpoint": cfg.checkpoint, "step": step, "probe_time_s": elapsed, "device": str(device),
                "probe": {"step": step, **result.summary()}, "theory": history.theory, "model": choices.get("model")}
-    tracker = _tracker(cfg, run_dir, task, choices, step)
+    probed = _probed_run(cfg.checkpoint, choices, cfg)
+    tracker = _tracker(cfg, run_dir, task, choices, step, probed)
+    summary["wandb_run"] = tracker.run_id
     exit_code = 1
     try:
-        log_probe(tracker, step, result, ("init",) if step == 0 else ("checkpoint",), task.lag)
+        log_probe(tracker, step, result, (_label(step, probed),), task.lag)
         tracker.log({"step": step, **theory_scalars(history.theory)})
         if settings.plots:
             title = figure_title(task.name, choices.get("model"), cfg.seq_len if task.total_len > 1 else None,
@@ -123,24 +125,65 @@ def probe_only(cfg: DictConfig, run_dir: Path) -> dict:
             for path in write_plots(history, run_dir, title=title):
                 tracker.image(f"probe_figures/{path.stem}", path)
         write_json_atomic(run_dir / "summary.json", summary)
-        tracker.summary({k: v for k, v in summary.items() if v is not None and k != "probe"})
+        tracker.summary(results_only(summary, {"choices": choices}))
         exit_code = 0
     finally:
         tracker.finish(exit_code=exit_code)
     return summary
 
 
-def _tracker(cfg: DictConfig, run_dir: Path, task, choices: dict, step: int):
-    """The run's tracker (``logger``, as ``python -m seqlab`` makes it), named after what is probed."""
+def _label(step: int, probed: dict) -> str:
+    """The key of the probe's native curves, the one a training run uses for the same model, so the two
+    overlay in one W&B chart: ``init`` (an untrained model, or step 0), ``final`` (a finished run's last
+    checkpoint), else ``checkpoint`` (a run's checkpoint before its end)."""
+    if step == 0:
+        return "init"
+    return "final" if probed.get("steps") == step else "checkpoint"
+
+
+def _probed_run(path: str | None, choices: dict, cfg: DictConfig) -> dict:
+    """What the probe knows of the run it probes: its setting (the W&B group of its runs), name and
+    planned steps from a run's checkpoint; for an untrained model the setting a run of this config has."""
+    if path is not None:
+        try:
+            saved = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception:  # noqa: BLE001 - already loaded once by load_checkpoint: a bare file at worst
+            saved = {}
+        if isinstance(saved, dict) and isinstance(saved.get("config"), dict):
+            return {"setting": saved.get("setting"), "name": saved.get("name"),
+                    "steps": saved["config"].get("steps")}
+        return {}
+    return {"setting": _untrained_setting(cfg, choices)}
+
+
+def _untrained_setting(cfg: DictConfig, choices: dict) -> str | None:
+    """The setting ``python -m seqlab`` gives a run of the command line's config (its overrides without
+    the seed and the probe's own), so an untrained probe joins that setting's W&B group."""
+    from hydra.core.hydra_config import HydraConfig
+
+    from ..__main__ import SEEDLESS, _run_name, _without
+
+    try:
+        overrides = HydraConfig.get().job.override_dirname
+    except ValueError:  # not under @hydra.main (called from Python)
+        return None
+    return _run_name(cfg, choices, _without(overrides, (*SEEDLESS, *PROBE_MAY_SET)))
+
+
+def _tracker(cfg: DictConfig, run_dir: Path, task, choices: dict, step: int, probed: dict):
+    """The run's tracker (``logger``, as ``python -m seqlab`` makes it): in the W&B group of the run it
+    probes (its setting), job type ``probe``, named after what is probed."""
     from ..tracking import NullTracker
     from ..train import RunInfo, _make_tracker
 
     if not cfg.get("logger"):
         return NullTracker()
-    name = f"probe {task.name}-{choices.get('model') or 'model'}-T{cfg.seq_len} step {step}"
-    config = {**OmegaConf.to_container(cfg, resolve=True), "choices": choices, "mode": "probe"}
-    return _make_tracker(cfg, RunInfo(run_dir=run_dir, name=name, choices=choices), config, task, name,
-                         None) or NullTracker()
+    what = probed.get("name") or probed.get("setting") or f"{task.name}-{choices.get('model') or 'model'}"
+    name = f"probe {what} step {step}"
+    config = {**OmegaConf.to_container(cfg, resolve=True), "choices": choices}
+    extra = {"mode": "probe", "probed_step": step, **({"checkpoint": cfg.checkpoint} if cfg.checkpoint else {})}
+    info = RunInfo(run_dir=run_dir, name=name, choices=choices, setting=probed.get("setting"))
+    return _make_tracker(cfg, info, config, task, name, None, job_type="probe", extra_config=extra) or NullTracker()
 
 
 def _hydra_choices() -> dict:
@@ -170,7 +213,8 @@ def format_probe(summary: dict) -> str:
                          f"(sum of top {s['k']}: {s['sum']:.4g})")
         elif key.startswith("depth_"):
             under = f", underflow at layer {s['underflow_layer']}" if s["underflow_layer"] >= 0 else ""
-            lines.append(f"  {key}: gain {s['gain']:.4g} per layer, {s['attenuation_decades']:.3g} decades "
+            at_least = "at least " if s["underflow_layer"] >= 0 else ""
+            lines.append(f"  {key}: gain {s['gain']:.4g} per layer, {at_least}{s['attenuation_decades']:.3g} decades "
                          f"from the last layer to the first{under}")
         elif key == "param_grad_norm":
             lines.append("  ||dL/dtheta|| per group: " + ", ".join(f"{g} {v:.3g}" for g, v in s.items()))
@@ -178,8 +222,11 @@ def format_probe(summary: dict) -> str:
             lines.append(f"  {key}: g {s['g0']:.4g} (one step: no lag axis)")
         else:
             half = "inf" if math.isinf(s["half_life"]) else f"{s['half_life']:.3g}"
+            floor = (f"at least {s['attenuation_decades']:.3g} decades (below the float floor from lag "
+                     f"{s['fit_lags']})" if s.get("fit_lags", s["n_lags"]) < s["n_lags"]
+                     else f"{s['attenuation_decades']:.3g} decades")
             lines.append(f"  {key}: gain {s['gain']:.4g} (ln {s['log_gain']:.4g}, half-life {half} steps), "
-                         f"attenuation {s['attenuation_decades']:.3g} decades, horizon {s['horizon']}")
+                         f"attenuation {floor}, horizon {s['horizon']}")
     for axis, unit in (("depth", "layer"), ("time", "step")):
         line = theory_line(summary.get("theory"), axis, unit)
         if line:
@@ -191,6 +238,8 @@ def format_probe(summary: dict) -> str:
 def run(cfg: DictConfig) -> None:
     from hydra.core.hydra_config import HydraConfig
 
+    from ..rundir import shown
+
     run_dir = Path(HydraConfig.get().runtime.output_dir)
     try:
         summary = probe_only(cfg, run_dir)
@@ -198,6 +247,9 @@ def run(cfg: DictConfig) -> None:
         fail(str(e))
     print(format_probe(summary))
     print(f"results: {run_dir}")
+    hint = sync_hint(shown(run_dir), summary.get("wandb_run"))
+    if hint:
+        print(hint)
 
 
 def main() -> None:

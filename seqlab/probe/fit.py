@@ -5,8 +5,9 @@
                  per-step factor by which the gradient shrinks (< 1) or grows (> 1)
   half_life      ln 2 / -ln gamma steps; inf when gamma >= 1 (no decay)
   attenuation    log10 g(0) / g(K-1), in decades, lag 0 to the longest lag; when
-                 the curve has fallen below the noise floor before K-1 the tail is
-                 the fitted line's (``fit_lags`` < K says so)
+                 the curve has fallen below the noise floor before K-1, what the data
+                 say: at least log10 g(0) / floor (``fit_lags`` < K says it is a lower
+                 bound), never the fitted line extrapolated past the float range
   horizon        the largest lag k with g(j) / g(0) >= ``horizon_floor`` for every
                  j <= k (K-1 when the curve never falls that far)
   g_lag{k}       g at a few fixed lags, and at the task's own lag (g_task_lag)
@@ -65,10 +66,8 @@ def fit_curve(g: np.ndarray, *, horizon_floor: float = 1e-3, lags: Iterable[int]
         attenuation = math.nan
     elif n_fit == K:
         attenuation = math.log10(g0 / g[-1])
-    elif n_fit >= 2:  # the tail is below the floor: extend the fitted line to K-1
-        attenuation = math.log10(g0) - (intercept + slope * (K - 1)) / math.log(10.0)
-    else:
-        attenuation = math.inf
+    else:  # the curve fell below the floor at lag n_fit: at least this far, and no further is measured
+        attenuation = math.log10(g0 / floor)
     if 0 < g0 < math.inf:
         below = np.flatnonzero(~(g / g0 >= horizon_floor))  # nan (a diverged model) counts as below
         horizon = int(below[0]) - 1 if below.size else K - 1
@@ -92,7 +91,8 @@ def fit_depth(g: np.ndarray, *, horizon_floor: float = 1e-3, floor: float | None
 
       gain               exp(slope) of log g against d: the factor per layer going down,
                          g(l)/g(l+1) for an exponential curve (< 1: vanishing towards the input)
-      attenuation_decades  log10 g(NL-1)/g(0), last layer to first (the fitted line's below the floor)
+      attenuation_decades  log10 g(NL-1)/g(0), last layer to first (at least log10 g(NL-1)/floor when a
+                         layer is below the floor: fit_layers < NL)
       underflow_layer    the first layer, going down from the last, whose g is at or below the
                          float noise floor (``noise_floor``); -1 when none is
       reach_layer        the lowest layer l with g(j)/g(NL-1) >= ``horizon_floor`` for every j >= l

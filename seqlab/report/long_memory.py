@@ -1,6 +1,6 @@
 """The long-memory table: which cell solves which task at which length, in how many examples.
 
-    python -m seqlab -m +experiment=long_memory hydra/launcher=parallel logger=none
+    python -m seqlab -m +experiment=long_memory hydra/launcher=parallel
     python -m seqlab.report.long_memory multirun/long_memory/DATE_TIME [-o OUT]
 
 Reads the sweep's run directories (seqlab.report.runs) and writes into ``OUT`` (default
