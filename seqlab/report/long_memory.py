@@ -85,7 +85,8 @@ def largest_solved(rows: list[dict]) -> dict[tuple[str, str], dict]:
     for r in rows:
         e = out.setdefault((r["cell"], r["task"]), {"lengths": [], "solved": [], "examples": {}, "incomplete": []})
         e["lengths"].append(r["seq_len"])
-        if r.get("status", "finished") not in ("finished", "diverged"):  # stopped before the budget
+        if r.get("status", "finished") not in ("finished", "diverged", "stopped"):  # cut short: outcome unknown
+            # ("stopped" is early_stop's verdict on a hopeless run, an outcome of the protocol)
             e["incomplete"].append(r["seq_len"])
         if r["solved"]:
             e["solved"].append(r["seq_len"])
@@ -203,15 +204,15 @@ def figure(rows: list[dict], path: Path, title: str = "") -> Path:
     return path
 
 
-STATUS_RANK = {"finished": 0, "diverged": 1, "failed": 2, "preempted": 3}
+STATUS_RANK = {"finished": 0, "stopped": 1, "diverged": 2, "failed": 3, "preempted": 4}
 
 
 def pick(runs: list[Run]) -> list[Run]:
-    """One run per (cell, task, length, seed): the most complete (finished > diverged > failed > preempted >
-    unfinished), the first given on a tie."""
+    """One run per (cell, task, length, seed, lr): the most complete (finished > stopped > diverged > failed >
+    preempted > unfinished), the first given on a tie."""
     best: dict[tuple, Run] = {}
     for r in runs:
-        key = (cell_of(r), task_of(r), r.seq_len, r.seed)
+        key = (cell_of(r), task_of(r), r.seq_len, r.seed, (r.config.get("optim") or {}).get("lr"))  # a grid's lrs
         if key not in best or STATUS_RANK.get(r.status, 9) < STATUS_RANK.get(best[key].status, 9):
             best[key] = r
     return list(best.values())

@@ -25,7 +25,8 @@ DEFAULT_CURVE = "h_l0"
 # (and the seed) are one setting.
 IGNORED_KEYS = {"seed", "protocol", "logger", "progress", "threads", "device", "resume", "checkpoint_every",
                 "log_every", "flush_denormal"}
-IGNORED_PREFIXES = ("hydra.", "hydra/", "logger.", "probe.plots", "protocol.")  # protocol.*: how the grid was made
+# protocol.*: how the grid was made; early_stop: cuts hopeless runs short, the setting stays the same
+IGNORED_PREFIXES = ("hydra.", "hydra/", "logger.", "probe.plots", "protocol.", "early_stop")
 SKIP_DIRS = {"wandb", ".submitit", ".hydra", "report", "__pycache__"}
 RUN_FILES = ("summary.json", "metrics.jsonl", "config.yaml", ".hydra/overrides.yaml")
 
