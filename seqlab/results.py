@@ -37,6 +37,7 @@ from seqlab.report import verdicts as V
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "results"
 DOC = ROOT / "docs" / "results.md"
+FIGURE = ROOT / "docs" / "figures" / "long_memory_lr_grid.png"
 STATUS_RANK = {"finished": 0, "stopped": 1, "diverged": 2, "failed": 3, "preempted": 4}
 CELL_ORDER = ("rnn_tanh", "irnn", "lstm_forget1", "lstm_chrono", "gru", "indrnn", "exprnn", "lru", "mingru",
               "minlstm", "cornn", "selective")
@@ -206,9 +207,9 @@ def recipes_block(parts: list[dict]) -> str:
             last = r["evals"][-1] if r.get("evals") else None
             status = r["status"] + (f" at step {last[0]} of {r['steps']}" if r["status"] == "preempted" and last else "")
             rows.append([p["file"].rsplit("/", 1)[-1].removesuffix(".json"), str(k.get("cell")), str(k.get("task")),
-                         str(k.get("seq_len")), V.fmt_lr(r["lr"]), V.fmt_examples(r["budget_examples"]), status, outcome,
+                         str(k.get("seq_len")), str(k.get("model.hidden_size", "-")), V.fmt_lr(r["lr"]), V.fmt_examples(r["budget_examples"]), status, outcome,
                          f"{last[1]:.3g}" if last else "-", f"`{p['command']}`"])
-    return _md(["recipe", "cell", "task", "T", "lr", "budget", "status", "outcome", "last loss / baseline",
+    return _md(["recipe", "cell", "task", "T", "H", "lr", "budget", "status", "outcome", "last loss / baseline",
                 "command"], rows)
 
 
@@ -271,7 +272,16 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     p = argparse.ArgumentParser(prog="python -m seqlab.results", description=__doc__.split("\n\n")[0])
     p.add_argument("--check", action="store_true", help="change nothing; exit 1 if docs/results.md is not current")
+    p.add_argument("--figures", action="store_true",
+                   help=f"also draw {FIGURE.relative_to(ROOT)} (solved fraction against lr, a line per cell, a panel "
+                        "per task/T; pixels are not compared by --check)")
     a = p.parse_args(argv)
+    if a.figures and not a.check:
+        _, lm = load_table("long_memory")
+        rows = V.aggregate(lm, ["cell", "task", "seq_len"])
+        if V.plot_solved_vs_lr(rows, FIGURE, "Long-memory table: solved fraction of the seeds against the learning "
+                               "rate", line_keys=["cell"]) is not None:
+            print(f"{FIGURE.relative_to(ROOT)} written")
     text = DOC.read_text()
     new, changed = render(text, blocks())
     if a.check:
