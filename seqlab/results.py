@@ -265,6 +265,10 @@ def main(argv: list[str] | None = None) -> int:
         except FileNotFoundError as e:
             print(f"seqlab.results: error: {e}", file=sys.stderr)
             return 2
+        if not data["records"]:
+            print(f"seqlab.results: error: no finished, stopped or diverged run under {' '.join(a.dirs)}",
+                  file=sys.stderr)
+            return 2
         out = Path(a.out)
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps(data, indent=1) + "\n")
