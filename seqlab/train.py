@@ -323,8 +323,7 @@ def _train(cfg: DictConfig, info: RunInfo, run_dir: Path, stop: "StopFlag") -> d
                     train_row = {"train/loss": state.window_loss / n if state.window_n else math.nan,
                                  "train/grad_norm": state.window_norm / n if state.window_n else math.nan,
                                  **layer_stats.row}
-                    tracked = {"step": step, **train_row, "train/skipped_updates": state.skipped,
-                               "train/steps_per_s": step / state.train_time}
+                    tracked = {"step": step, **train_row}  # skipped updates and speed: summary.json and W&B summary
                     bar.update(step, loss=train_row["train/loss"])
                     state.window_loss = state.window_norm = 0.0
                     state.window_n = 0

@@ -61,8 +61,10 @@ def test_heatmap_starts_at_the_first_probe_and_explains_underflow(tmp_path, figu
     assert ax.get_xlim() == (0.0, 40.0)
     mesh = ax.collections[0]
     assert mesh.get_coordinates()[0, 0, 0] == 0.0  # the first cell starts at step 0, not at -5
-    legend = [t.get_text() for t in ax.get_legend().get_texts()]
-    assert plots.UNDERFLOW_LABEL in legend and any(t.startswith("probe taken") for t in legend)
+    fig = figures[plots.HEATMAP_PNG]
+    assert ax.get_legend() is None  # the legend sits under the panels, never on the data
+    legend = [t.get_text() for t in fig.legends[0].get_texts()]
+    assert plots.UNDERFLOW_LABEL in legend and "5 probes taken (cell: to the midpoints)" in legend
     marks = [ln for ln in ax.get_lines() if ln.get_marker() == "v"]  # where the probes were taken
     assert len(marks) == 1 and list(marks[0].get_xdata()) == [0.0, 10.0, 20.0, 30.0, 40.0]
     assert [t for t in ax.get_xticks()] == [0.0, 10.0, 20.0, 30.0, 40.0]
@@ -72,8 +74,12 @@ def test_heatmap_starts_at_the_first_probe_and_explains_underflow(tmp_path, figu
     assert ax.get_xlim() == (-0.5, 0.5) and list(ax.get_xticks()) == [0.0]
     no_underflow = history_of(2, layers=1)
     plots.plot_heatmap(no_underflow, tmp_path / plots.HEATMAP_PNG, "")
-    legend = [t.get_text() for t in figures[plots.HEATMAP_PNG].axes[0].get_legend().get_texts()]
+    legend = [t.get_text() for t in figures[plots.HEATMAP_PNG].legends[0].get_texts()]
     assert plots.UNDERFLOW_LABEL not in legend
+    many = history_of(41, layers=1)  # 41 probes: thin ticks, not triangles merging into a bar
+    plots.plot_heatmap(many, tmp_path / plots.HEATMAP_PNG, "")
+    marks = [ln for ln in figures[plots.HEATMAP_PNG].axes[0].get_lines() if ln.get_marker() in ("v", "|")]
+    assert len(marks) == 1 and marks[0].get_marker() == "|" and len(marks[0].get_xdata()) == 41
 
 
 def test_step_edges_clip_to_the_trained_span():

@@ -228,26 +228,37 @@ def plot_heatmap(history: ProbeHistory, path: str | Path, title: str = "") -> Pa
             ax.axhline(history.task_lag, color="w", ls="--", lw=0.8)
             ax.set_xlim(step_edges[0], step_edges[-1])
             # each cell spans halfway to the neighbouring probes: mark where the probes were taken
-            ax.plot(steps, np.full(len(steps), lag_edges[-1]), "v", color="c", ms=5, clip_on=False, zorder=5)
+            ax.plot(steps, np.full(len(steps), lag_edges[-1]), **_probe_marks(len(steps)), color="c", clip_on=False,
+                    zorder=5)
             if len(steps) <= 6:
                 ax.set_xticks(steps, [f"{x:g}" for x in steps])
             ax.set_xlabel("training step")
             ax.set_ylabel("lag k")
             ax.set_title(_key_label(key), fontsize=9)
             fig.colorbar(mesh, ax=ax, label="log10 g(k)")
-    _map_legend(axes[0, 0], history.task_lag, any_underflow, "upper right", probes=True)
+    _map_legend(fig, history.task_lag, any_underflow, probes=len(steps))
     return _finish(plt, fig, path, title, _join(_theory(history, "time")[1], _theory(history, "depth")[1]))
 
 
-def _map_legend(ax, task_lag: int, underflow: bool, loc: str, probes: bool = False) -> None:
-    """The heat maps' legend: the task's lag line and, where there is any, what a grey cell means."""
+PROBE_MARKS_TICKS = 12  # more probes than this are marked by thin ticks (triangles would merge into a bar)
+
+
+def _probe_marks(n: int) -> dict:
+    """Marker style for ``n`` probe marks along a step axis: triangles for a few, thin ticks for many."""
+    return dict(marker="v", ms=5, ls="") if n <= PROBE_MARKS_TICKS else dict(marker="|", ms=6, mew=0.8, ls="")
+
+
+def _map_legend(fig, task_lag: int, underflow: bool, probes: int = 0) -> None:
+    """The heat maps' legend, under the panels (never on the data): the task's lag line, what a grey
+    cell means where there is one, and (``probes``: how many) where the probes were taken."""
     from matplotlib.lines import Line2D
 
     handles = ([_underflow_handle()] if underflow else []) + [
-        Line2D([], [], color="w", ls="--", lw=0.8, label=f"task lag {task_lag}")]
+        Line2D([], [], color="0.3", ls="--", lw=0.8, label=f"task lag {task_lag} (white dashes)")]
     if probes:
-        handles.append(Line2D([], [], color="c", marker="v", ls="", ms=5, label="probe taken (cell: to the midpoints)"))
-    ax.legend(handles=handles, fontsize=7, loc=loc, facecolor="0.3", labelcolor="w", framealpha=0.8)
+        handles.append(Line2D([], [], color="c", **_probe_marks(probes),
+                              label=f"{probes} probe{'s' if probes > 1 else ''} taken (cell: to the midpoints)"))
+    fig.legend(handles=handles, fontsize=7, loc="outside lower center", ncol=len(handles), frameon=False)
 
 
 def plot_depth(history: ProbeHistory, path: str | Path, title: str = "") -> Path | None:
@@ -345,6 +356,7 @@ def plot_grid(history: ProbeHistory, path: str | Path, title: str = "", probes: 
     subfigs = np.atleast_2d(fig.subfigures(len(probes), len(states), squeeze=False))
     layer_edges = np.arange(NL + 1) - 0.5
     lag_edges = np.append(lags, lags[-1] + 1) - 0.5
+    any_underflow = False
     for r, i in enumerate(probes):
         for c, state in enumerate(states):
             sub = subfigs[r, c]
@@ -373,9 +385,8 @@ def plot_grid(history: ProbeHistory, path: str | Path, title: str = "", probes: 
             top.axhline(1.0, color="0.5", lw=0.6)
             top.set_ylabel("gain/layer\n(along depth)", fontsize=7)
             top.tick_params(labelbottom=False, labelsize=7)
-            underflow = bool(np.isnan(z).any())
-            if (r == 0 and c == 0) or underflow:
-                _map_legend(ax, history.task_lag, underflow, "lower right")
+            any_underflow |= bool(np.isnan(z).any())
+    _map_legend(fig, history.task_lag, any_underflow)
     return _finish(plt, fig, path, title, _join("right: the lag fit's gain per step, layer by layer; "
                    "top: the depth fit's gain per layer (from the last layer down), lag by lag",
                    _theory(history, "time")[1], _theory(history, "depth")[1]))

@@ -16,16 +16,19 @@ One design for both axes (DESIGN.md: depth and time are one grid). Every probe l
                        At most ``MAX_TABLE_ROWS`` rows (W&B's limit): long sequences of deep
                        stacks keep evenly spaced lags (always 0, the task's lag and the last).
   probe_summary/*      scalars against ``step`` (``ProbeResult.scalars``): the fits along the
-                       lag per key, the depth fits, the parameter-gradient norm per group.
+                       lag per key, the depth fits, the parameter-gradient norm per group
+                       (not the fit's bookkeeping: ``NOT_CHARTED``).
 
 and the first and last probes (labels 'init', 'final') also log native line series,
 which W&B overlays across runs with no custom chart:
 
-  x = probe/lag     probe/{label}/{key}           g(k)         (+ _norm g(k)/g(0), _log10, _q25, _q75)
-  x = probe/layer   probe_depth/{label}/{state}_{at}  g(l)     (+ _norm g(l)/g(last layer), _log10,
-                                                               and _q25, _q75 for lag0)
-                    probe_depth/{label}/param_grad_norm  ||dL/dtheta_l|| (+ _norm, _log10); the
+  x = probe/lag     probe/{label}/{key}           g(k)         (+ _norm g(k)/g(0))
+  x = probe/layer   probe_depth/{label}/{state}_{at}  g(l)     (+ _norm g(l)/g(last layer))
+                    probe_depth/{label}/param_grad_norm  ||dL/dtheta_l|| (+ _norm); the
                                                          readout sits at layer = number of layers
+
+  Two series per curve, so W&B's metric grid (and LEET's) shows curves, not copies of them: a log
+  axis shows the decades (W&B: the panel's log scale; LEET: y), the table has log10 and quartiles.
 
 Non-finite values (g = 0 on a log scale, a diverged model) are left out of the native rows
 and are None in the tables. The lab's own numbers stay in probe.npz; this is a view of them.
@@ -63,11 +66,20 @@ def _ratio(a: float, b: float) -> float:
 
 
 def _series(prefix: str, g: float, ref: float, q: tuple[float, float] | None = None) -> dict[str, float]:
-    """{prefix: g, prefix_norm: g/ref, prefix_log10, (prefix_q25, prefix_q75)}, finite values only."""
-    row = {prefix: float(g), f"{prefix}_norm": _ratio(g, ref), f"{prefix}_log10": _log10(g)}
-    if q is not None:
-        row[f"{prefix}_q25"], row[f"{prefix}_q75"] = float(q[0]), float(q[1])
+    """{prefix: g, prefix_norm: g/ref}, finite values only: two charts per curve in W&B's grid (its log
+    axis shows the decades; the quartiles are columns of the grid table)."""
+    row = {prefix: float(g), f"{prefix}_norm": _ratio(g, ref)}
     return {k: v for k, v in row.items() if v is not None and math.isfinite(v)}
+
+
+# Probe scalars that describe the fit rather than the gradient (how many lags it used, the log of the
+# gain, the Lyapunov run's length): in probe.npz and summary.json, not W&B charts beside the results.
+NOT_CHARTED = ("fit_lags", "n_lags", "log_gain", "fit_layers", "k", "steps", "max_err")
+
+
+def probe_scalars(result: ProbeResult, prefix: str = "probe_summary/") -> dict[str, float]:
+    """The probe's scalars for a tracker row, less the bookkeeping ones (``NOT_CHARTED``)."""
+    return {k: v for k, v in result.scalars(prefix).items() if k.rsplit("/", 1)[-1] not in NOT_CHARTED}
 
 
 def table_lags(n_lags: int, n_curves: int, task_lag: int | None = None,
@@ -149,7 +161,7 @@ def log_probe(tracker, step: int, result: ProbeResult, labels: tuple[str, ...] =
               task_lag: int | None = None, grid_image: str | None = None) -> None:
     """Hand one probe to ``tracker``: the scalars and the grid table at ``step``; for each of
     ``labels`` the native series against lag and depth; the grid heat map image when given."""
-    tracker.log({"step": step, **result.scalars("probe_summary/")})
+    tracker.log({"step": step, **probe_scalars(result)})
     columns, rows = grid_table(result, step, task_lag)
     tracker.table(GRID_TABLE, columns, rows, {"step": step})
     for label in labels:

@@ -27,6 +27,104 @@ def _colors(settings: Sequence[Setting]) -> dict[str, Any]:
     return {lab: cmap(i % cmap.N) for i, lab in enumerate(labels)}
 
 
+# At most this many settings share one panel: a comparison of more (the README's 25 remedies) is split
+# into panels of one cell family each where that fits, so every line has a colour and a marker of its own.
+PANEL_LINES = 8
+MAX_COLUMNS = 4
+MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*")
+
+
+def _family(s: Setting) -> str:
+    return str(s.items.get("model") or s.items.get("task") or "")
+
+
+def panel_groups(settings: Sequence[Setting], most: int = PANEL_LINES) -> list[list[Setting]]:
+    """``settings`` in panels of at most ``most``: each cell family (the model option) together when it
+    fits, small families sharing a panel, a large family split evenly; order kept. Nothing is dropped."""
+    families: dict[str, list[Setting]] = {}
+    for s in settings:
+        families.setdefault(_family(s), []).append(s)
+    groups: list[list[Setting]] = []
+    for members in families.values():
+        if len(members) > most:  # split evenly: 15 -> 8 + 7, not 8 + 7 by accident of order only
+            n = math.ceil(len(members) / most)
+            size = math.ceil(len(members) / n)
+            groups += [members[i:i + size] for i in range(0, len(members), size)]
+        elif groups and len(groups[-1]) + len(members) <= most and len(groups[-1]) < most:
+            groups[-1] = groups[-1] + members
+        else:
+            groups.append(list(members))
+    return groups
+
+
+def display_labels(settings: Sequence[Setting]) -> dict[str, str]:
+    """Legend text: a setting's label without what another key already says (``model=rnn`` beside
+    ``remedy=rnn_tanh``), and without the key when a single key is left (``rnn_tanh``)."""
+    out = {}
+    for s in settings:
+        parts = s.label.split(" ")
+        if any(p.startswith("remedy=") for p in parts):
+            parts = [p for p in parts if not p.startswith("model=")]
+        if len(parts) == 1 and "=" in parts[0]:
+            parts = [parts[0].split("=", 1)[1]]
+        out[s.label] = " ".join(parts)
+    return out
+
+
+def styles(group: Sequence[Setting]) -> dict[str, dict]:
+    """Colour and marker per setting of one panel (tab10 and a marker each: at most PANEL_LINES)."""
+    cmap = _pyplot().get_cmap("tab10")
+    return {s.label: {"color": cmap(i % 10), "marker": MARKERS[i % len(MARKERS)]} for i, s in enumerate(group)}
+
+
+def panel_grid(plt, n_panels: int, rows: int = 1, legend_lines: int = 0, width: float = 4.4,
+               height: float = 3.0, columns: int = MAX_COLUMNS, sharex: bool = False):
+    """A figure of ``n_panels`` panels, ``columns`` to a row; each panel ``rows`` axes high with a legend
+    strip of ``legend_lines`` lines under it. The size follows the content. Returns (fig, [(axes, legend
+    axis or None) per panel])."""
+    ncols = max(1, min(n_panels, columns))
+    nrows = math.ceil(n_panels / ncols)
+    legend_h = 0.17 * legend_lines + 0.1 if legend_lines else 0.0
+    per = [height] * rows + ([legend_h] if legend_lines else [])
+    fig = plt.figure(figsize=(width * ncols + 0.8, sum(per) * nrows + 0.9), layout="constrained")
+    grid = fig.add_gridspec(len(per) * nrows, ncols, height_ratios=per * nrows)
+    panels = []
+    for i in range(n_panels):
+        r, c = divmod(i, ncols)
+        axes = []
+        for k in range(rows):
+            axes.append(fig.add_subplot(grid[r * len(per) + k, c], sharex=axes[0] if sharex and axes else None))
+        legend_ax = None
+        if legend_lines:
+            legend_ax = fig.add_subplot(grid[r * len(per) + rows, c])
+            legend_ax.axis("off")
+        panels.append((axes, legend_ax))
+    return fig, panels
+
+
+def legend_columns(labels: Sequence[str]) -> int:
+    return 2 if max((len(x) for x in labels), default=0) <= 26 else 1
+
+
+def panel_legend(legend_ax, axes) -> None:
+    """The panel's own legend, in the strip under it (never on the data)."""
+    handles, labels = _legend_items(axes)
+    if legend_ax is not None and handles:
+        legend_ax.legend(handles, labels, loc="upper center", ncol=legend_columns(labels), fontsize=7,
+                         frameon=False, borderaxespad=0.0, handlelength=2.6)
+
+
+def legend_lines(groups: Sequence[Sequence[str]]) -> int:
+    """Lines the tallest panel legend needs (labels of each panel)."""
+    return max((math.ceil(len(g) / legend_columns(g)) for g in groups), default=0)
+
+
+def _save(plt, fig, path: Path, title: str, what: str) -> None:
+    fig.suptitle((title + ": " if title else "") + what, fontsize=9)
+    fig.savefig(path, dpi=110, bbox_inches="tight")
+    plt.close(fig)
+
+
 def _facets(settings: Sequence[Setting]) -> list[tuple[str, Any]]:
     """One panel per (task, seq_len), in order."""
     facets = sorted({(s.task, s.seq_len) for s in settings}, key=lambda f: (f[0], _num(f[1])))
@@ -37,6 +135,25 @@ def _facet_title(facet, facets) -> str:
     task, T = facet
     multi_task = len({f[0] for f in facets}) > 1
     return (f"{task}, " if multi_task else "") + f"T = {T}"
+
+
+def facet_panels(settings: Sequence[Setting], keep=lambda s: True) -> list[tuple[str, list[Setting]]]:
+    """(title, settings) per panel: a panel per (task, T), split into PANEL_LINES-sized groups."""
+    facets = _facets(settings)
+    out = []
+    for facet in facets:
+        mine = [s for s in settings if (s.task, s.seq_len) == facet and keep(s)]
+        groups = panel_groups(mine)
+        for group in groups:
+            title = _facet_title(facet, facets)
+            if len(groups) > 1:
+                fams = list(dict.fromkeys(_family(s) for s in group))
+                title += ": " + ", ".join(fams)
+                split = [g for g in groups if [_family(x) for x in g] == [_family(x) for x in group][:1] * len(g)]
+                if len(fams) == 1 and len(split) > 1:  # one family over several panels: which part
+                    title += f" ({split.index(group) + 1} of {len(split)})"
+            out.append((title, group))
+    return out
 
 
 def _mean_log_curve(runs: Sequence[Run], key_of, at: str) -> tuple[np.ndarray, np.ndarray] | None:
@@ -67,38 +184,56 @@ def _mean_log_curve(runs: Sequence[Run], key_of, at: str) -> tuple[np.ndarray, n
         return None
     n = min(len(c) for c in curves)
     logs = np.stack([c[:n] for c in curves])  # (runs, lags); nan where g underflowed to 0
-    finite = np.isfinite(logs)
-    count = finite.sum(axis=0)
-    mean = np.where(finite, logs, 0.0).sum(axis=0) / np.maximum(count, 1)  # nanmean without its warning
-    return lags[:n], np.where(count > 0, 10 ** mean, np.nan)
+    # the geometric mean only where every seed has a number: past the lag where one seed underflowed,
+    # a mean of the others would bend the curve up (a kink that is no measurement)
+    every = np.isfinite(logs).all(axis=0)
+    mean = np.where(every[None, :], logs, 0.0).mean(axis=0)
+    return lags[:n], np.where(every, 10 ** mean, np.nan)
+
+
+def _trained(runs: Sequence[Run]) -> bool:
+    """Whether any run has a probe after step 0 (else 'end' is 'step 0' and is drawn once)."""
+    for r in runs:
+        p = r.probe
+        if p is not None and "steps" in p and len(p["steps"]) and int(np.asarray(p["steps"])[-1]) > 0:
+            return True
+    return False
 
 
 def plot_decay_curves(settings: Sequence[Setting], path: Path, curve: str = DEFAULT_CURVE,
                       title: str = "") -> Path | None:
     plt = _pyplot()
-    colors = _colors(settings)
     used = {s.label: setting_curves(s, curve) for s in settings}
     has = [s for s in settings if used[s.label]]  # a setting without this curve (an RNN's c_l0) is left out
     if not has:
         return None
-    facets = _facets(has)
-    fig, axes = plt.subplots(1, len(facets), figsize=(4.2 * len(facets) + 1.5, 3.6), squeeze=False)
+    trained = _trained([r for s in has for r in s.runs])
+    names = display_labels(has)
+    panels = facet_panels(has)
     key_of = lambda p: curve_key(p, curve)  # noqa: E731
-    for ax, facet in zip(axes[0], facets):
+
+    def label_of(s):
+        other = [k for k in used[s.label] if k != curve]  # the default's stand-in (coRNN: y_l0)
+        return names[s.label] + (f" ({', '.join(other)})" if other else "")
+
+    fig, grid = panel_grid(plt, len(panels), legend_lines=legend_lines([[label_of(s) for s in g] for _, g in panels]))
+    for (panel_title, group), (axes, legend_ax) in zip(panels, grid):
+        ax = axes[0]
+        style = styles(group)
         task_lag = None
-        for s in has:
-            if (s.task, s.seq_len) != facet:
-                continue
-            for at, style in (("init", "--"), ("final", "-")):
+        for s in group:
+            st = style[s.label]
+            for at, ls in (("init", "--"), ("final", "-")) if trained else (("init", "-"),):
                 runs = s.runs if at == "init" else s.finished
                 res = _mean_log_curve(runs, key_of, at)
                 if res is None:
                     continue
                 lags, g = res
-                other = [k for k in used[s.label] if k != curve]  # the default's stand-in (coRNN: y_l0)
-                label = s.label + (f" ({', '.join(other)})" if other else "")
-                ax.plot(lags, g, style, color=colors[s.label], lw=1.4 if at == "final" else 1.0,
-                        label=label if at == "final" or not s.finished else None)
+                every = max(1, len(lags) // 6)
+                ax.plot(lags, g, ls, color=st["color"], lw=1.4 if ls == "-" else 1.0, marker=st["marker"], ms=4,
+                        markevery=(group.index(s) * max(1, every // len(group)) % every, every),
+                        mfc="none" if ls == "--" else st["color"],
+                        label=label_of(s) if ls == "-" or not s.finished else None)
             for r in s.runs:
                 if r.probe is not None and "task_lag" in r.probe:
                     task_lag = int(r.probe["task_lag"])
@@ -106,13 +241,15 @@ def plot_decay_curves(settings: Sequence[Setting], path: Path, curve: str = DEFA
             ax.axvline(task_lag, color="0.6", lw=0.8, ls=":")
         ax.set_yscale("log")
         ax.set_xlabel("lag k = τ − t")
-        ax.set_title(_facet_title(facet, facets))
+        ax.set_title(panel_title, fontsize=9)
         ax.grid(True, which="major", alpha=0.3)
+        panel_legend(legend_ax, axes)
     states = {k.split("_")[0] for s in has for k in used[s.label]}
     state = states.pop() if len(states) == 1 else "state"
-    axes[0][0].set_ylabel(f"||dL/d{state}(τ−k)|| / ||dL/d{state}(τ)||")
-    _finish(plt, fig, axes[0], path, title, "gradient through time (dashed: step 0, solid: end; "
-                 "geometric mean over seeds)")
+    grid[0][0][0].set_ylabel(f"||dL/d{state}(τ−k)|| / ||dL/d{state}(τ)||")
+    when = "dashed, hollow: step 0; solid: end" if trained else "at step 0"
+    _save(plt, fig, path, title, f"gradient through time ({when}; geometric mean over seeds, drawn up to the "
+          f"lag where a seed's gradient underflowed)")
     return path
 
 
@@ -169,32 +306,38 @@ def learning_rows(runs: Sequence[Run]) -> list[tuple[str, str]]:
     return [(key, name) for key, name in LEARNING_ROWS if _has_values(runs, key)]
 
 
+def has_training(runs: Sequence[Run]) -> bool:
+    """Whether any run evaluated after step 0: a learning curve needs two points in time."""
+    return any(int(row.get("step", 0)) > 0 for r in runs for row in r.metrics)
+
+
 def plot_learning_curves(settings: Sequence[Setting], path: Path, title: str = "") -> Path | None:
     """Eval loss and pre-clip gradient norm against step; a row only where some run logged it (a run
-    shorter than ``log_every`` has no gradient norms), a panel only for a (task, T) with data."""
+    shorter than ``log_every`` has no gradient norms), a panel only for a (task, T) with data; no figure
+    when no run trained (``steps=0``: one point per run is no curve)."""
     plt = _pyplot()
     from matplotlib.ticker import MaxNLocator
 
-    colors = _colors(settings)
-    rows = learning_rows([r for s in settings for r in s.runs])
-    facets = [f for f in _facets(settings)
-              if any(_has_values([r for s in settings if (s.task, s.seq_len) == f for r in s.runs], key)
-                     for key, _ in rows)]
-    if not rows or not facets:
+    every_run = [r for s in settings for r in s.runs]
+    rows = learning_rows(every_run)
+    if not rows or not has_training(every_run):
         return None
-    fig, axes = plt.subplots(len(rows), len(facets), figsize=(4.2 * len(facets) + 1.5, 3.0 * len(rows) + 0.5),
-                             squeeze=False, sharex="col")
-    for j, facet in enumerate(facets):
+    names = display_labels(settings)
+    panels = facet_panels(settings, keep=lambda s: any(_has_values(s.runs, key) for key, _ in rows))
+    if not panels:
+        return None
+    fig, grid = panel_grid(plt, len(panels), rows=len(rows), height=2.6, sharex=True,
+                           legend_lines=legend_lines([[names[s.label] for s in g] for _, g in panels]))
+    for (panel_title, group), (axes, legend_ax) in zip(panels, grid):
+        style = styles(group)
         baselines = set()
-        for s in settings:
-            if (s.task, s.seq_len) != facet:
-                continue
-            c = colors[s.label]
-            for (key, _), ax in zip(rows, axes[:, j]):
+        for s in group:
+            c, m = style[s.label]["color"], style[s.label]["marker"]
+            for (key, _), ax in zip(rows, axes):
                 steps, y, lo, hi = _series(s.finished, key, spread=True)
-                if len(steps):  # few evaluations (one, for steps=0) are dots on the line: where it was measured
-                    ax.plot(steps, y, "-", color=c, lw=1.4, label=s.label, marker="o" if len(steps) <= 12 else None,
-                            ms=3)
+                if len(steps):  # a marker per evaluation when there are few, else a few along the line
+                    ax.plot(steps, y, "-", color=c, lw=1.4, label=names[s.label], marker=m, ms=3.5,
+                            markevery=1 if len(steps) <= 12 else max(1, len(steps) // 6))
                     if len(s.finished) > 1:
                         ax.fill_between(steps, lo, hi, color=c, alpha=0.15, lw=0)
                 for r in s.runs:
@@ -208,25 +351,26 @@ def plot_learning_curves(settings: Sequence[Setting], path: Path, title: str = "
                     if key == "train/grad_norm" and stop is not None and math.isfinite(last_norm):
                         st, yr = np.append(st, stop), np.append(yr, last_norm)
                     if len(st):
-                        ax.plot(st, yr, ":", color=c, lw=1.0, label=s.label if not s.finished else None)
+                        ax.plot(st, yr, ":", color=c, lw=1.0, label=names[s.label] if not s.finished else None)
                         ax.plot([stop if stop is not None else st[-1]], yr[-1:], "x", color=c, ms=7)
             for r in s.runs:
                 if isinstance(r.summary.get("baseline"), (int, float)):
                     baselines.add(float(r.summary["baseline"]))
-        top = axes[0][j]
         if rows[0][0] == "eval/loss":
             for b in sorted(baselines):
-                top.axhline(b, color="k", ls="--", lw=0.9, label="baseline")
-        top.set_title(_facet_title(facet, facets))
-        axes[-1][j].set_xlabel("training step")
-        for ax in axes[:, j]:
+                axes[0].axhline(b, color="k", ls="--", lw=0.9, label="baseline")
+        axes[0].set_title(panel_title, fontsize=9)
+        axes[-1].set_xlabel("training step")
+        for ax, (_, name) in zip(axes, rows):
             ax.set_yscale("log")
             ax.grid(True, which="major", alpha=0.3)
             ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    for (_, name), ax in zip(rows, axes[:, 0]):
-        ax.set_ylabel(name)
-    _finish(plt, fig, axes[0], path, title, "learning curves (mean and min-max band over finished seeds; "
-                 "dotted: each failed/diverged/unfinished run, x = where it stopped)")
+            ax.set_ylabel(name, fontsize=8)
+        for ax in axes[:-1]:
+            ax.tick_params(labelbottom=False)
+        panel_legend(legend_ax, axes)
+    _save(plt, fig, path, title, "learning curves (mean and min-max band over finished seeds; "
+          "dotted: each failed/diverged/unfinished run, x = where it stopped)")
     return path
 
 
@@ -234,7 +378,17 @@ PROBE_PANELS = [("half_life", "half-life (steps)"), ("horizon", "horizon (lags)"
                 ("lyapunov_max", "top Lyapunov exponent λ1")]
 
 
-def plot_probe_vs_seq_len(rows: Sequence[dict], path: Path, colors: dict, title: str = "") -> Path | None:
+def _label_groups(labels: Sequence[str], most: int = PANEL_LINES) -> list[list[str]]:
+    """Labels in groups of at most ``most`` (the family: the ``model=`` part of a label)."""
+    fake = [Setting(items={"model": next((p[6:] for p in lab.split(" ") if p.startswith("model=")), "")},
+                    label=lab) for lab in labels]
+    return [[s.label for s in g] for g in panel_groups(fake, most)]
+
+
+def plot_probe_vs_seq_len(rows: Sequence[dict], path: Path, colors: dict | None = None,
+                          title: str = "", trained: bool = True) -> Path | None:
+    """The probe's summaries per setting: against T when the settings span several T (a panel row per
+    group of at most PANEL_LINES settings), else one row per setting, its label written out in full."""
     plt = _pyplot()
     drawn = lambda r, k: any(r[k + at][2] and math.isfinite(r[k + at][0]) for at in ("_init", ""))  # noqa: E731
     panels = [(k, name) for k, name in PROBE_PANELS if any(drawn(r, k) for r in rows)]  # no empty panels
@@ -242,36 +396,86 @@ def plot_probe_vs_seq_len(rows: Sequence[dict], path: Path, colors: dict, title:
     if not have:
         return None
     seq_lens = sorted({_num(r["seq_len"]) for r in have})
-    by_seq_len = len(seq_lens) > 1
     labels = list(dict.fromkeys(r["label"] for r in have))
-    fig, axes = plt.subplots(1, len(panels), figsize=(3.6 * len(panels) + 1.5, 3.4), squeeze=False)
+    names = display_labels([Setting(items={}, label=lab) for lab in labels])
+    if len(seq_lens) > 1:
+        _probe_against_T(plt, have, panels, labels, names, seq_lens, path, title)
+    else:
+        _probe_per_setting(plt, have, panels, labels, names, path, title, trained)
+    return path
+
+
+def _points(mine, key, at):
+    xs, ms, ss = [], [], []
+    for r in mine:
+        m, s, n = r[key + at]
+        if n and math.isfinite(m):
+            xs.append(r)
+            ms.append(m)
+            ss.append(s if math.isfinite(s) else 0.0)
+    return xs, ms, ss
+
+
+def _probe_per_setting(plt, have, panels, labels, names, path, title, trained) -> None:
+    """One T: a row per setting (its whole name on the y axis), a column per summary."""
+    n = len(labels)
+    fig, axes = plt.subplots(1, len(panels), figsize=(2.9 * len(panels) + 2.4, 0.24 * n + 1.3), sharey=True,
+                             squeeze=False, layout="constrained")
+    y = {lab: n - 1 - i for i, lab in enumerate(labels)}  # first label on top
     for ax, (key, name) in zip(axes[0], panels):
-        for lab in labels:
-            mine = sorted((r for r in have if r["label"] == lab), key=lambda r: _num(r["seq_len"]))
-            for at, style, fill in (("_init", "--", "none"), ("", "-", None)):
-                xs, ms, ss = [], [], []
-                for r in mine:
-                    m, s, n = r[key + at]
-                    if n and math.isfinite(m):  # categories: step 0 just left of the end
-                        xs.append(_num(r["seq_len"]) if by_seq_len else labels.index(lab) + (-0.12 if at else 0.12))
-                        ms.append(m)
-                        ss.append(s if math.isfinite(s) else 0.0)
-                if xs:
-                    ax.errorbar(xs, ms, yerr=ss, fmt="o" + style, color=colors.get(lab), mfc=fill,
-                                ms=5, lw=1.2, capsize=2, label=lab if not at else None)
+        for at, fill, dy in (("_init", "none", 0.17), ("", None, -0.17)):
+            pts, ms, ss = _points(have, key, at)
+            if pts:
+                ax.errorbar(ms, [y[r["label"]] + dy for r in pts], xerr=ss, fmt="o", color="C0" if at else "C3",
+                            mfc=fill, ms=4.5, lw=1.0, capsize=2, label="step 0" if at else "end")
         ax.set_title(name, fontsize=9)
-        if by_seq_len:
+        if key == "half_life":  # from under a step to thousands: a log axis
+            ax.set_xscale("log")
+        if key == "gain":
+            ax.axvline(1.0, color="0.5", lw=0.8, ls=":")
+        if key == "lyapunov_max":
+            ax.axvline(0.0, color="0.5", lw=0.8, ls=":")
+        ax.grid(True, alpha=0.3)
+        ax.set_ylim(-0.7, n - 0.3)
+    axes[0][0].set_yticks([y[lab] for lab in labels], [names[lab] for lab in labels], fontsize=8)
+    handles, leg = _legend_items(axes[0])
+    if handles and trained:
+        fig.legend(handles, leg, loc="outside lower center", ncol=2, fontsize=8, frameon=False)
+    what = ("probe summaries (hollow, upper: step 0; filled, lower: end; mean ± std over seeds; "
+            "∞ half-lives not drawn)" if trained else
+            "probe summaries at step 0 (mean ± std over seeds; ∞ half-lives not drawn)")
+    _save(plt, fig, path, title, what)
+
+
+def _probe_against_T(plt, have, panels, labels, names, seq_lens, path, title) -> None:
+    """Several T: a panel row per group of settings, a column per summary; x = T."""
+    groups = _label_groups(labels)
+    fig, grid = panel_grid(plt, len(groups) * len(panels), columns=len(panels), width=3.6, height=2.8,
+                           legend_lines=legend_lines([[names[x] for x in g] for g in groups]))
+    for gi, group in enumerate(groups):
+        style = styles([Setting(items={}, label=lab) for lab in group])
+        for pi, (key, name) in enumerate(panels):
+            axes, legend_ax = grid[gi * len(panels) + pi]
+            ax = axes[0]
+            for lab in group:
+                mine = sorted((r for r in have if r["label"] == lab), key=lambda r: _num(r["seq_len"]))
+                for at, ls, fill in (("_init", "--", "none"), ("", "-", None)):
+                    pts, ms, ss = _points(mine, key, at)
+                    if pts:
+                        ax.errorbar([_num(r["seq_len"]) for r in pts], ms, yerr=ss, fmt=style[lab]["marker"] + ls,
+                                    color=style[lab]["color"], mfc=fill, ms=5, lw=1.2, capsize=2,
+                                    label=names[lab] if not at else None)
+            ax.set_title(name, fontsize=9)
             ax.set_xlabel("seq_len T")
             ax.set_xscale("log")
             ax.set_xticks(seq_lens, [f"{t:g}" for t in seq_lens])
             ax.minorticks_off()
-        else:
-            ax.set_xticks(range(len(labels)), labels, rotation=30, ha="right", fontsize=7)
-        if key == "gain":
-            ax.axhline(1.0, color="0.5", lw=0.8, ls=":")
-        if key == "lyapunov_max":
-            ax.axhline(0.0, color="0.5", lw=0.8, ls=":")
-        ax.grid(True, alpha=0.3)
-    _finish(plt, fig, axes[0], path, title, "probe summaries (hollow/dashed: step 0, filled: end; "
-                 "mean ± std over seeds; ∞ half-lives not drawn)")
-    return path
+            if key == "gain":
+                ax.axhline(1.0, color="0.5", lw=0.8, ls=":")
+            if key == "lyapunov_max":
+                ax.axhline(0.0, color="0.5", lw=0.8, ls=":")
+            ax.grid(True, alpha=0.3)
+            if pi == 0:
+                panel_legend(legend_ax, axes)
+    _save(plt, fig, path, title, "probe summaries against T (hollow/dashed: step 0, filled: end; "
+          "mean ± std over seeds; ∞ half-lives not drawn)")

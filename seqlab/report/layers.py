@@ -24,12 +24,13 @@ from typing import Sequence
 
 import numpy as np
 
-from seqlab.report.figures import _colors, _facet_title, _facets, _finish, _pyplot
+from seqlab.report.figures import (_pyplot, _save, display_labels, facet_panels,
+                                   legend_lines, panel_grid, panel_legend, styles)
 from seqlab.report.runs import Run, Setting, _num
 from seqlab.report.stats import probe_index
 
 RATIO, GRAD = "train/update_ratio/", "train/grad_norm/"
-MAX_SPEED_PANELS = 8
+SPEED_COLUMNS = 5  # settings per row of layer_speed.png (every setting gets its panel)
 
 
 def _layer_order(group: str) -> float:
@@ -44,14 +45,17 @@ def layer_groups(runs: Sequence[Run]) -> list[str]:
 
 
 def _geo_series(runs: Sequence[Run], key: str) -> tuple[np.ndarray, np.ndarray]:
-    """Geometric mean over runs of a positive metric at each step any of them logged it."""
+    """Geometric mean over runs of a positive metric at each step every run that logged it has a
+    positive value for (a mean over fewer seeds where one is 0 would bend the curve)."""
     by_step: dict[int, list[float]] = {}
+    logged = 0
     for r in runs:
-        for row in r.metrics:
-            v = _num(row.get(key))
-            if "step" in row and math.isfinite(v) and v > 0:
-                by_step.setdefault(int(row["step"]), []).append(math.log(v))
-    steps = np.array(sorted(by_step), dtype=np.int64)
+        mine = [(int(row["step"]), _num(row.get(key))) for row in r.metrics if "step" in row and key in row]
+        logged += bool(mine)
+        for step, v in mine:
+            if math.isfinite(v) and v > 0:
+                by_step.setdefault(step, []).append(math.log(v))
+    steps = np.array(sorted(s for s, v in by_step.items() if len(v) == logged), dtype=np.int64)
     return steps, np.exp([np.mean(by_step[s]) for s in steps])
 
 
@@ -64,36 +68,49 @@ def _layer_colors(plt, groups: Sequence[str]):
 
 
 def plot_layer_speed(settings: Sequence[Setting], path: Path, title: str = "") -> Path | None:
-    """Update ratio and gradient norm per layer against the training step, a panel per setting."""
-    shown = [s for s in settings if layer_groups(s.finished or s.runs)][:MAX_SPEED_PANELS]
+    """Update ratio and gradient norm per layer against the training step, a panel per setting (every
+    setting, SPEED_COLUMNS to a row)."""
+    shown = [s for s in settings if layer_groups(s.finished or s.runs)]
     if not shown:
         return None
     plt = _pyplot()
     from matplotlib.ticker import MaxNLocator
 
-    fig, axes = plt.subplots(2, len(shown), figsize=(4.4 * len(shown) + 1.6, 6.2), squeeze=False, sharex="col")
-    for j, s in enumerate(shown):
+    names = display_labels(shown)
+    fig, grid = panel_grid(plt, len(shown), rows=2, width=3.3, height=2.3, columns=SPEED_COLUMNS, sharex=True)
+    for s, (axes, _) in zip(shown, grid):
         runs = s.finished or s.runs
         groups = layer_groups(runs)
         colors = _layer_colors(plt, groups)
         for g in groups:
             label = "readout" if not math.isfinite(_layer_order(g)) else f"layer {g[1:]}"
-            for ax, prefix in zip(axes[:, j], (RATIO, GRAD)):
+            for ax, prefix in zip(axes, (RATIO, GRAD)):
                 steps, y = _geo_series(runs, prefix + g)
                 if len(steps):
                     ax.plot(steps, y, color=colors[g], lw=1.3, label=label, marker="o" if len(steps) <= 12 else None, ms=3)
         timed = s.seq_len is not None and any(_num(r.summary.get("lag")) > 0 for r in runs)  # a task with time
-        axes[0, j].set_title(f"{s.label} (T={s.seq_len})" if timed else s.label, fontsize=9)
-        axes[1, j].set_xlabel("training step")
-        for ax in axes[:, j]:
+        axes[0].set_title(f"{names[s.label]} (T={s.seq_len})" if timed else names[s.label], fontsize=8)
+        axes[1].set_xlabel("training step", fontsize=8)
+        axes[0].tick_params(labelbottom=False)
+        for ax in axes:
             ax.set_yscale("log")
             ax.grid(True, alpha=0.3)
             ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # steps are whole, even with one logged point
             ax.set_xlim(left=0)
-    axes[0, 0].set_ylabel("update ratio ||ΔW_l|| / ||W_l||")
-    axes[1, 0].set_ylabel("||dL/dW_l|| (pre-clip)")
-    _finish(plt, fig, axes[0], path, title, "learning speed per layer (geometric mean over finished seeds; "
-            "dark = next to the input)")
+            ax.tick_params(labelsize=7)
+    grid[0][0][0].set_ylabel("update ratio\n||ΔW_l|| / ||W_l||", fontsize=8)
+    grid[0][0][1].set_ylabel("||dL/dW_l|| (pre-clip)", fontsize=8)
+    handles, labels = [], []
+    for axes, _ in grid:
+        for h, lab in zip(*axes[0].get_legend_handles_labels()):
+            if lab not in labels:
+                handles.append(h)
+                labels.append(lab)
+    order = sorted(range(len(labels)), key=lambda i: (labels[i] == "readout", labels[i]))
+    fig.legend([handles[i] for i in order], [labels[i] for i in order], loc="outside lower center",
+               ncol=min(len(labels), 8), fontsize=8, frameon=False)
+    _save(plt, fig, path, title, f"learning speed per layer, {len(shown)} settings (geometric mean over finished "
+          "seeds; dark = next to the input)")
     return path
 
 
@@ -132,38 +149,47 @@ def _geo_mean(rows: list[np.ndarray]) -> np.ndarray | None:
 
 
 def plot_depth_curves(settings: Sequence[Setting], path: Path, title: str = "") -> Path | None:
-    """g(l)/g(last) at lag 0 and ||dL/dtheta_l|| against the layer, settings overlaid per (task, T)."""
-    facets = [f for f in _facets(settings)
-              if any(_depth_at(r, "init") or _depth_at(r, "final") for s in settings
-                     if (s.task, s.seq_len) == f for r in s.runs)]
-    if not facets:
+    """g(l)/g(last) at lag 0 and ||dL/dtheta_l|| against the layer, settings overlaid per (task, T)
+    (PANEL_LINES at most to a panel); only settings with more than one layer (the report says which)."""
+    from matplotlib.ticker import MaxNLocator
+
+    stacked = [s for s in settings if any(_depth_at(r, "init") or _depth_at(r, "final") for r in s.runs)]
+    if not stacked:
         return None
     plt = _pyplot()
-    colors = _colors(settings)
-    fig, axes = plt.subplots(2, len(facets), figsize=(4.6 * len(facets) + 1.8, 6.2), squeeze=False)
-    for j, facet in enumerate(facets):
-        for s in settings:
-            if (s.task, s.seq_len) != facet:
-                continue
-            for at, ls in (("init", "--"), ("final", "-")):
+    names = display_labels(stacked)
+    panels = facet_panels(stacked)
+    trained = any(len(r.probe["steps"]) and int(np.asarray(r.probe["steps"])[-1]) > 0
+                  for s in stacked for r in s.runs if r.probe is not None and "steps" in r.probe)
+    fig, grid = panel_grid(plt, len(panels), rows=2, width=4.6, height=2.8,
+                           legend_lines=legend_lines([[names[s.label] for s in g] for _, g in panels]))
+    for (panel_title, group), (axes, legend_ax) in zip(panels, grid):
+        style = styles(group)
+        for s in group:
+            st = style[s.label]
+            for at, ls in (("init", "--"), ("final", "-")) if trained else (("init", "-"),):
                 runs = s.runs if at == "init" else s.finished
                 got = [_depth_at(r, at) for r in runs]
                 g = _geo_mean([x[0] / x[0][-1] if x is not None and x[0][-1] > 0 else None for x in got])
                 grads = _geo_mean([x[1] if x is not None else None for x in got])
-                label = s.label if at == "final" or not s.finished else None
+                label = names[s.label] if ls == "-" or not s.finished else None
+                fill = "none" if ls == "--" else st["color"]
                 if g is not None:
-                    axes[0, j].plot(np.arange(len(g)), g, ls, marker="o", ms=3, color=colors[s.label], lw=1.3,
-                                    label=label)
+                    axes[0].plot(np.arange(len(g)), g, ls, marker=st["marker"], ms=4, mfc=fill, color=st["color"],
+                                 lw=1.3, label=label)
                 if grads is not None:
                     x = np.arange(len(grads))  # the layers, then the readout on top
-                    axes[1, j].plot(x, grads, ls, marker="s", ms=3, color=colors[s.label], lw=1.3)
-        axes[0, j].set_title(_facet_title(facet, facets))
-        axes[1, j].set_xlabel("layer l (0 = next to the input; last point of the bottom row: the readout)")
-        for ax in axes[:, j]:
+                    axes[1].plot(x, grads, ls, marker=st["marker"], ms=4, mfc=fill, color=st["color"], lw=1.3)
+        axes[0].set_title(panel_title, fontsize=9)
+        axes[1].set_xlabel("layer l (0 = next to the input;\nbottom row's last point: the readout)", fontsize=8)
+        for ax in axes:
             ax.set_yscale("log")
             ax.grid(True, alpha=0.3)
-    axes[0, 0].set_ylabel("g(l) / g(last layer), lag 0")
-    axes[1, 0].set_ylabel("||dL/dθ_l||")
-    _finish(plt, fig, axes[0], path, title, "the gradient against depth (dashed: step 0, solid: last probe; "
-            "geometric mean over seeds)")
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # layers are whole numbers
+        panel_legend(legend_ax, axes)
+    grid[0][0][0].set_ylabel("g(l) / g(last layer), lag 0", fontsize=8)
+    grid[0][0][1].set_ylabel("||dL/dθ_l||", fontsize=8)
+    when = "dashed, hollow: step 0; solid: last probe" if trained else "at step 0"
+    _save(plt, fig, path, title, f"the gradient against depth ({when}; geometric mean over seeds; "
+          f"{len(stacked)} of {len(settings)} settings have more than one layer)")
     return path

@@ -7,8 +7,9 @@ from pathlib import Path
 from typing import Sequence
 
 from seqlab.report.across_tasks import task_label, write_across_tasks
-from seqlab.report.figures import _colors, plot_decay_curves, plot_learning_curves, plot_probe_vs_seq_len
-from seqlab.report.layers import plot_depth_curves, plot_layer_speed
+from seqlab.report.figures import (_colors, _trained, has_training, plot_decay_curves, plot_learning_curves,
+                                   plot_probe_vs_seq_len)
+from seqlab.report.layers import _depth_at, plot_depth_curves, plot_layer_speed
 from seqlab.report.runs import DEFAULT_CURVE, FINISHED, Run, group_runs
 from seqlab.report.stats import _status_counts, curves_in, setting_row
 from seqlab.report import verdicts as verdicts_mod
@@ -19,6 +20,20 @@ from seqlab.report.tables import (RUN_HEADER, _html_table, _json_row, _markdown_
 
 
 FIGURES = ("decay_curves", "learning_curves", "probe_vs_seq_len", "depth_curves", "layer_speed")
+
+
+def figure_notes(settings, runs, written: dict) -> list[str]:
+    """What a figure leaves out, said where the reader looks: no learning curves for runs that did not
+    train, depth figures for the stacked settings only."""
+    notes = []
+    if "learning_curves" not in written and runs and not has_training(runs):
+        notes.append("No learning curves: no run evaluated after step 0 (steps=0), and one point per run is "
+                     "no curve.")
+    stacked = [s for s in settings if any(_depth_at(r, "init") or _depth_at(r, "final") for r in s.runs)]
+    if "depth_curves" in written and len(stacked) < len(settings):
+        notes.append(f"depth_curves.png: the {len(stacked)} of {len(settings)} settings with more than one layer "
+                     f"({', '.join(s.label for s in stacked)}).")
+    return notes
 
 
 def write_report(runs: Sequence[Run], out: str | Path, curve: str = DEFAULT_CURVE, title: str = "",
@@ -34,7 +49,8 @@ def write_report(runs: Sequence[Run], out: str | Path, curve: str = DEFAULT_CURV
     written: dict[str, Path] = {}
     figs = {"decay_curves": plot_decay_curves(settings, out / "decay_curves.png", curve, title),
             "learning_curves": plot_learning_curves(settings, out / "learning_curves.png", title),
-            "probe_vs_seq_len": plot_probe_vs_seq_len(rows, out / "probe_vs_seq_len.png", colors, title),
+            "probe_vs_seq_len": plot_probe_vs_seq_len(rows, out / "probe_vs_seq_len.png", colors, title,
+                                                      trained=_trained(runs)),
             "depth_curves": plot_depth_curves(settings, out / "depth_curves.png", title),
             "layer_speed": plot_layer_speed(settings, out / "layer_speed.png", title)}
     written.update({k: v for k, v in figs.items() if v is not None})
@@ -64,6 +80,7 @@ def write_report(runs: Sequence[Run], out: str | Path, curve: str = DEFAULT_CURV
              "half-life = ln 2 / −ln γ (∞ when γ ≥ 1), horizon = largest lag with g(k)/g(0) ≥ the probe's floor, "
              "λ1 = top Lyapunov exponent of layer 0, per step."]
     notes += curve_notes(settings, rows, curve)
+    notes += figure_notes(settings, runs, written)
     if "across_tasks_md" in written:
         notes.append("One cell across the tasks, side by side: across_tasks.md (across_tasks.html).")
     md = [f"# {title or 'seqlab report'}", "", *notes, "", _markdown_table(table_header(), table), ""]
