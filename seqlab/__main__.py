@@ -28,7 +28,7 @@ def run(cfg: DictConfig) -> float:
     from hydra.core.hydra_config import HydraConfig
     from hydra.types import RunMode
 
-    from .rundir import resume_command, shown
+    from .rundir import RunLock, resume_command, shown, write_hydra_record
     from .tracking import sync_hint
     from .train import Diverged, Preempted, RunInfo, format_summary, train
 
@@ -38,7 +38,10 @@ def run(cfg: DictConfig) -> float:
     info = RunInfo(run_dir=Path(hc.runtime.output_dir), name=_run_name(cfg, choices, hc.job.override_dirname),
                    group=_sweep_group(hc) if multirun else None, choices=choices,
                    setting=_run_name(cfg, choices, _without(hc.job.override_dirname, SEEDLESS)))
+    lock = RunLock(info.run_dir, shared=True)
     try:
+        lock.acquire()  # before anything is written there: a second run into this directory leaves it as it was
+        info.on_accept = lambda: write_hydra_record(info.run_dir, cfg)  # once train() accepts the directory
         summary = train(cfg, info)
     except ConfigError as e:  # also a run directory that cannot be used (seqlab.rundir.RunDirError)
         if multirun:  # this job is marked failed (one line, no traceback); the sweep goes on
@@ -57,6 +60,8 @@ def run(cfg: DictConfig) -> float:
             raise job_failed(hc.job.num, _overrides(hc), "diverged", e, info.run_dir) from None
         print(f"seqlab: {info.name}: diverged: {e}; summary in {info.run_dir}/summary.json", file=sys.stderr)
         raise SystemExit(EXIT_DIVERGED) from None
+    finally:
+        lock.release()
     if summary.get("already_finished"):
         ended = (f"stopped early at step {summary.get('stopped_at_step')}" if summary.get("status") == "stopped"
                  else f"finished all {summary['steps']} steps")

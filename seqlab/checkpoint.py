@@ -20,6 +20,7 @@ from typing import Any
 import torch
 
 from .checks import ConfigError
+from .targets import check_targets
 from .rundir import CHECKPOINT_NAME, MAY_CHANGE_ON_RESUME, RunDirError, replace_atomic  # noqa: F401
 
 FORMAT_VERSION = 1
@@ -68,6 +69,8 @@ def load(path: str | Path) -> dict[str, Any] | None:
         bad = [k for k, kind in _STRUCTURE.items() if not isinstance(state.get(k), kind)]
         if bad:
             problem = f"{', '.join(bad)} missing or of the wrong type"
+    if problem is None:  # a stored config that names a callable outside the lab's own: refused
+        check_targets(state["config"], where=f"{path}: its stored config", error=RunDirError)
     if problem:
         raise RunDirError(f"{path}: not a seqlab checkpoint ({problem}); delete it to start this run "
                           f"afresh, or resume from the directory it came from")

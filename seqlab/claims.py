@@ -34,6 +34,7 @@ from typing import Sequence
 
 import numpy as np
 
+from .files import save_figure
 from .report.figures import _pyplot
 from .report.runs import Run, Setting, group_runs, load_runs
 
@@ -326,8 +327,10 @@ def _save(plt, fig, path: Path, suptitle: str, dpi: int) -> Path:
     """A claim's figure with its two-line title, written to ``path`` and closed."""
     fig.suptitle(suptitle, fontsize=9)
     fig.tight_layout()
-    fig.savefig(path, dpi=dpi, bbox_inches="tight")
-    plt.close(fig)
+    try:
+        save_figure(fig, path, dpi=dpi, bbox_inches="tight")  # atomically, never through a link
+    finally:
+        plt.close(fig)
     return path
 
 
@@ -384,8 +387,21 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     root = Path(args.root)
     out = Path(args.out) if args.out else root / "figures"
-    for n in names:
-        print("\n".join(run_claim(CLAIMS[n], root, out, args.rerun)), flush=True)
+    from .checks import ConfigError
+    from .rundir import check_writable
+
+    try:
+        check_writable(root, "--root")
+        check_writable(out, "--out")
+        for n in names:
+            print("\n".join(run_claim(CLAIMS[n], root, out, args.rerun)), flush=True)
+    except ConfigError as e:  # --root/--out unusable; a run directory naming a callable not the lab's own
+        print(f"seqlab.claims: error: {e}", file=sys.stderr)
+        return 2
+    except OSError as e:  # a full disk, a folder that became read-only
+        print(f"seqlab.claims: error: {e.filename or out}: cannot write there ({e.strerror or type(e).__name__}); "
+              f"choose a writable --out", file=sys.stderr)
+        return 2
     return 0
 
 

@@ -51,6 +51,10 @@ def handle(argv: list[str]) -> None:
     if value.startswith("uninstall=") and value.split("=")[1] in ("bash", "zsh"):
         sys.stdout.write("complete -r seqlab python python3 2> /dev/null\n")
         raise SystemExit(0)
+    if value not in ("query=bash", "query=zsh", "query=fish"):  # Hydra raises a ValueError (a traceback) otherwise
+        print(f"seqlab: error: -sc {value}: not a shell-completion command; use -sc install=bash (or zsh), "
+              f"-sc uninstall=bash, or -sc query=bash", file=sys.stderr)
+        raise SystemExit(2)
     if value.startswith("query="):
         line = os.environ.get("COMP_LINE", "")
         match = _MODULE.match(line)

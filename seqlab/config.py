@@ -23,10 +23,11 @@ from omegaconf import DictConfig, OmegaConf
 from . import memory
 from . import _paths
 from ._paths import CONF_DIR  # noqa: F401  (re-exported)
-from .checkpoint import CHECKPOINT_NAME
+from .rundir import CHECKPOINT_NAME
 from .checks import (FINITE, SEED_MAX, ConfigError, CountOrList, Flag, Int, ListOf, Num, OneOf, Real, Rule, Text, check, is_int,
                      is_number)
 from .models import SequenceModel
+from .targets import check_targets, lab_targets
 from .tasks import Task
 
 
@@ -151,7 +152,10 @@ def validate_top_level(cfg: DictConfig) -> None:
 
 
 def _target_params(target: str, where: str) -> dict[str, inspect.Parameter] | None:
-    """The keyword parameters ``target`` takes (None: it takes any, **kwargs)."""
+    """The keyword parameters ``target`` takes (None: it takes any, **kwargs). Only the lab's own
+    targets are imported at all (importing a module can run code); Hydra's own nodes name its plugins."""
+    if not where.startswith("hydra") and target not in lab_targets():
+        check_targets({"_target_": target}, where)
     try:
         module, _, name = target.rpartition(".")
         obj = getattr(importlib.import_module(module), name)
@@ -241,6 +245,9 @@ def check_structure(cfg: DictConfig) -> None:
             if default is None or isinstance(default, bool):
                 default = str(default).lower().replace("none", "null")
             raise ConfigError(f"~{f.name}: {f.name} cannot be removed (set it instead; its default is {default})")
+    optim = cfg.get("optim")
+    if isinstance(optim, DictConfig) and "lr" not in optim:  # torch's default would train, and no lr be recorded
+        raise ConfigError("~optim.lr: the learning rate cannot be removed (set it instead, e.g. optim.lr=0.001)")
     for group in REQUIRED_GROUPS:
         if group not in cfg:
             options = sorted(p.stem for p in (_paths.CONF_DIR / group).glob("*.yaml"))
@@ -267,7 +274,9 @@ def resolve_device(name: Any) -> torch.device:
 
 
 def _instantiate(node: DictConfig, key: str, **kwargs):
-    """Hydra instantiate; whatever the target rejects becomes one line naming the group (never a traceback)."""
+    """Hydra instantiate of the lab's own targets only (seqlab.targets); whatever the target rejects
+    becomes one line naming the group (never a traceback)."""
+    check_targets(node, key)
     try:
         return instantiate(node, **kwargs)
     except InstantiationException as e:
@@ -295,6 +304,21 @@ def build_optimizer(cfg: DictConfig, model: torch.nn.Module) -> torch.optim.Opti
     if hasattr(model, "project_"):  # hard constraints (IndRNN's |u| bound) are re-imposed after every update
         optimizer.register_step_post_hook(lambda *_: model.project_())
     return optimizer
+
+
+def first_step(cfg: DictConfig, device: torch.device) -> None:
+    """One optimizer step on a one-number parameter on the run's device: options torch accepts when the
+    optimizer is built but rejects at its first step (``+optim.capturable=true`` on CPU,
+    ``+optim.differentiable=true``) end here in one line, before a run directory exists."""
+    param = torch.nn.Parameter(torch.zeros(1, device=device))
+    optimizer = _instantiate(cfg.optim, "optim")([param])
+    param.grad = torch.zeros_like(param)
+    try:
+        optimizer.step()
+    except Exception as e:  # noqa: BLE001 - whatever torch raises: AssertionError, RuntimeError, ...
+        why = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        extra = ", ".join(f"{k}={v}" for k, v in cfg.optim.items() if k != "_target_" and k != "_partial_")
+        raise ConfigError(f"optim={cfg.optim._target_} ({extra}): fails at its first step: {why}") from None
 
 
 def build_probe(cfg: DictConfig):
@@ -352,6 +376,7 @@ def validate(cfg: DictConfig, memory_bytes: int | None = None, memory_where: str
     knob against KNOBS, the parts built on the meta device, and the memory the run needs against
     ``memory_bytes`` (default: this machine's, or the GPU's)."""
     check_structure(cfg)
+    check_targets({k: v for k, v in cfg.items() if k != "hydra"})
     try:
         tree = OmegaConf.to_container(cfg, resolve=True)
     except Exception as e:  # a broken interpolation
@@ -363,6 +388,7 @@ def validate(cfg: DictConfig, memory_bytes: int | None = None, memory_where: str
     model, n_params, states, outputs = _model_sizes(cfg, task)
     with torch.device("meta"):
         build_optimizer(cfg, model)
+    first_step(cfg, resolve_device(cfg.device))
     settings = build_probe(cfg)
     need = getattr(model, "min_batch_size", 1)  # batch norm needs >= 2 examples in train mode
     for key, size in (("batch_size", cfg.batch_size), ("probe.batch_size", settings and settings.batch_size)):

@@ -28,6 +28,7 @@ from functools import partial
 
 import torch
 
+from .checks import SEED_MAX
 from .models import FeedforwardLayer, SequenceModel
 from .tasks import RandomLabels
 
@@ -60,8 +61,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seeds", type=int, default=None, metavar="N",
                         help="instead: the first layer's norms over seeds 0..N-1 (min, median, max)")
     args = parser.parse_args(argv)
-    if args.seed < 0:
-        parser.error(f"--seed={args.seed}: must be an integer >= 0")
+    if not 0 <= args.seed <= SEED_MAX:  # beyond 64 bits torch.manual_seed raises (a traceback)
+        parser.error(f"--seed={args.seed}: must be an integer in [0, 2^32 - 1] (the range of the lab's seed)")
     if args.seeds is not None and args.seeds < 1:
         parser.error(f"--seeds={args.seeds}: must be an integer >= 1")
     torch.set_num_threads(1)

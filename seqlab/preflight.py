@@ -45,7 +45,12 @@ def _args(argv: list[str]):
     parser = get_args_parser()
     # argparse's usage text and 'error:' line -> one line
     parser.error = lambda message: fail(f"{message}: not a valid command line (python -m seqlab --help)")
-    return parser.parse_known_args(argv)[0]
+    args = parser.parse_known_args(argv)[0]
+    if getattr(args, "experimental_rerun", None) is not None:  # Hydra's feature: it unpickles FILE (runs its code)
+        fail(f"--experimental-rerun {args.experimental_rerun}: refused; it unpickles that file, and a pickle can run "
+             f"any code. Rerun a run with its own command line (its .hydra/overrides.yaml), or continue it with "
+             f"resume=RUN_DIR")
+    return args
 
 
 def _overrides_from_argv(argv: list[str]) -> list[str] | None:
@@ -228,7 +233,14 @@ def _axes(parsed) -> dict[str, Axis]:
         if o.is_delete():
             axes[key] = Axis(key, [o.input_line])
             continue
-        strings, numbers = _override_values(o)
+        try:
+            strings, numbers = _override_values(o)
+        except (ValueError, TypeError) as e:  # range(0, 10, 0): Python's own error, a traceback in Hydra
+            fail(f"{o.input_line}: cannot be expanded ({_one_line(e)})")
+        if not strings:  # range(5, 1), glob(zzz*): a sweep of nothing would run no job and say nothing
+            fail(f"{o.input_line}: expands to no values; "
+                 + ("no option of conf/" + o.key_or_group.split("@")[0] + "/ matches"
+                    if o.value_type is not None and "GLOB" in str(o.value_type) else "an empty range"))
         group = o.key_or_group.split("@")[0]
         if group in groups:
             allowed = sorted(p.stem for p in (_paths.CONF_DIR / group).glob("*.yaml"))
@@ -291,6 +303,15 @@ def _check_hydra(cfg: DictConfig, multirun: bool) -> tuple[int | None, str | Non
     from .config import HYDRA_NODES, check_knobs
 
     memory = (None, None)
+    for key in ("hydra.run.dir", "hydra.sweep.dir"):  # an interpolation that cannot resolve (${oc.env:UNSET})
+        try:
+            value = OmegaConf.select(cfg, key, throw_on_resolution_failure=True)
+        except Exception as e:  # noqa: BLE001 - omegaconf's InterpolationResolutionError and kin
+            raw = OmegaConf.select(cfg, key, throw_on_resolution_failure=False)
+            raw = OmegaConf.to_container(cfg.hydra, resolve=False)[key.split(".")[1]]["dir"] if raw is None else raw
+            raise ConfigError(f"{key}={raw}: cannot be resolved ({_one_line(e)})") from None
+        if key == "hydra.run.dir" and value is not None and not str(value).strip():
+            raise ConfigError(f"{key}='': empty; it would write the run's files into the working directory")
     for path in HYDRA_NODES:
         node = OmegaConf.select(cfg, path)
         if node is None:

@@ -14,10 +14,10 @@ from __future__ import annotations
 import os
 import shlex
 import sys
-import tempfile
 from pathlib import Path
 
 from .checks import ConfigError
+from .files import LinkedFile, open_own, replace_atomic, unique_tmp  # noqa: F401  (the one writer; re-exported)
 
 CHECKPOINT_NAME = "checkpoint.pt"
 # Keys a resumed run may change: how long to train, how to report, where to log.
@@ -26,33 +26,11 @@ MAY_CHANGE_ON_RESUME = ("steps", "progress", "logger", "threads", "resume", "che
 LOCK_NAME = ".seqlab.lock"
 DEFAULT_ROOT = Path("outputs")  # where hydra.run.dir puts single runs by default (conf/config.yaml)
 _SYSTEM = (Path("/proc"), Path("/sys"), Path("/dev"))
-_UMASK = os.umask(0)
-os.umask(_UMASK)
 
 
 class RunDirError(ConfigError):
     """A file in a run directory that cannot be used as it is (damaged, foreign, unwritable).
     ``str(err)`` is one line naming the file and what the user can do."""
-
-
-def unique_tmp(path: Path) -> Path:
-    """A fresh temporary file beside ``path`` (same file system, so ``os.replace`` is atomic)."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.fchmod(fd, 0o666 & ~_UMASK)  # mkstemp makes 0600; a run directory is shared like any other file
-    os.close(fd)
-    return Path(tmp)
-
-
-def replace_atomic(path: Path, write) -> None:
-    """``write(tmp)`` into a unique temporary file, then rename it to ``path``; no temporary is left
-    behind when writing fails."""
-    tmp = unique_tmp(path)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
 
 
 try:
@@ -69,19 +47,37 @@ def _holder(path: Path) -> str:
     return f"pid {pid}" if pid.isdigit() else "another process"
 
 
-class RunLock:
-    """Exclusive lock on a run directory, held from ``acquire`` until ``release`` (or process death)."""
+_HELD: dict[str, list] = {}  # lock path -> [fd, holders]: this process's locks (the entry point, then train)
 
-    def __init__(self, run_dir: str | Path):
+
+class RunLock:
+    """Exclusive lock on a run directory, held from ``acquire`` until ``release`` (or process death).
+
+    The lock file is opened with ``O_NOFOLLOW`` and must be a plain file with one name: a link placed
+    there by someone else is refused (one line), never truncated. Within one process the lock is
+    shared by the holds made with ``shared=True`` (the entry point takes it before Hydra writes anything;
+    the training loop joins it); any other hold on a locked directory is refused."""
+
+    def __init__(self, run_dir: str | Path, shared: bool = False):
         self.path = Path(run_dir) / LOCK_NAME
         self.fd: int | None = None
+        self.shared = shared
+        self._key = os.path.abspath(self.path)
 
     def acquire(self) -> "RunLock":
         check_writable(self.path.parent, "hydra.run.dir")
         self.path.parent.mkdir(parents=True, exist_ok=True)
         if fcntl is None:
             return self
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        if self.shared and self._key in _HELD:
+            _HELD[self._key][1] += 1
+            self.fd = _HELD[self._key][0]
+            return self
+        try:
+            fd = open_own(self.path, os.O_RDWR | os.O_CREAT)
+        except OSError as e:
+            raise RunDirError(f"{self.path}: cannot be opened ({e.strerror or type(e).__name__}); "
+                              f"choose another hydra.run.dir") from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
@@ -91,12 +87,25 @@ class RunLock:
         os.ftruncate(fd, 0)
         os.write(fd, f"{os.getpid()}\n".encode())
         self.fd = fd
+        if self.shared:
+            _HELD[self._key] = [fd, 1]
         return self
 
-    def release(self) -> None:
-        if self.fd is not None:
-            os.close(self.fd)  # closing drops the flock; the file stays (harmless, reused next time)
-            self.fd = None
+    def release(self, force: bool = False) -> None:
+        """Drop this hold; the lock itself goes with the last hold (or at once with ``force``: a
+        preempted run frees the directory for its requeued job before handing the signal on)."""
+        if self.fd is None:
+            return
+        fd, self.fd = self.fd, None
+        if self.shared:
+            held = _HELD.get(self._key)
+            if held is None or held[0] != fd:  # already dropped by a forced release
+                return
+            held[1] -= 1
+            if held[1] > 0 and not force:
+                return
+            del _HELD[self._key]
+        os.close(fd)  # closing drops the flock; the file stays (harmless, reused next time)
 
     def __enter__(self):
         return self.acquire()
@@ -108,10 +117,10 @@ class RunLock:
 def check_unlocked(run_dir: Path) -> None:
     """Refuse (one line) when a live process holds ``run_dir``'s lock; takes no lock itself."""
     path = run_dir / LOCK_NAME
-    if fcntl is None or not path.is_file():
+    if fcntl is None or not path.is_file() or os.path.abspath(path) in _HELD:
         return
     try:
-        fd = os.open(path, os.O_RDONLY)
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
     except OSError:
         return
     try:
@@ -137,6 +146,51 @@ def check_writable(path: str | Path, key: str) -> None:
         raise RunDirError(f"{key}={str(path)!r}: {probe} is a file, not a directory; choose another path")
     if probe.exists() and not os.access(probe, os.W_OK | os.X_OK):
         raise RunDirError(f"{key}={str(path)!r}: {probe} is not writable; choose a writable directory")
+
+
+# Files a run (or a probe) writes into its directory: a directory holding any of them has an owner.
+RESULT_FILES = (CHECKPOINT_NAME, "summary.json", "metrics.jsonl", "probe.npz", "config.yaml")
+HYDRA_RECORD = ".hydra"
+
+
+def check_fresh(run_dir: Path, tool: str = "the probe") -> None:
+    """Refuse (one line) a directory that already holds a run's results: ``tool`` never writes over
+    results it did not make."""
+    run_dir = Path(run_dir)
+    found = [name for name in RESULT_FILES if os.path.lexists(run_dir / name)]
+    if found:
+        raise RunDirError(f"hydra.run.dir={shown(run_dir)}: holds another run's results ({', '.join(found)}); "
+                          f"{tool} never writes over them: drop hydra.run.dir (a fresh directory is made) or "
+                          f"choose an empty one")
+
+
+def write_hydra_record(run_dir: Path, cfg) -> None:
+    """Hydra's record of this job (``.hydra/config.yaml``, ``hydra.yaml``, ``overrides.yaml``, what Hydra
+    itself would write), written by seqlab once it holds the run's lock (conf/config.yaml sets
+    ``hydra.output_subdir: null``), atomically and never through a link."""
+    from hydra.core.hydra_config import HydraConfig
+    from omegaconf import OmegaConf
+
+    from .files import write_text
+
+    hydra_cfg = HydraConfig.instance().cfg
+    if hydra_cfg is None or hydra_cfg.hydra.output_subdir is not None:  # Hydra wrote it (or not under Hydra)
+        return
+    where = Path(run_dir) / HYDRA_RECORD
+    if where.is_symlink():
+        raise LinkedFile(f"{where} is a symbolic link (to {os.readlink(where)}) that seqlab did not create; "
+                         f"refused, nothing was written through it: remove the link")
+    where.mkdir(exist_ok=True)
+    write_text(where / "config.yaml", OmegaConf.to_yaml(cfg))
+    write_text(where / "hydra.yaml", OmegaConf.to_yaml(hydra_cfg))
+    write_text(where / "overrides.yaml", OmegaConf.to_yaml(hydra_cfg.hydra.overrides.task))
+
+
+def check_run_dir_value(run_dir: str | None, key: str = "hydra.run.dir") -> None:
+    """An empty ``hydra.run.dir=`` would put the run's files into the working directory: refused."""
+    if run_dir is not None and not run_dir.strip():
+        raise RunDirError(f"{key}={run_dir!r}: empty; it would write the run's files into the working directory. "
+                          f"Give a directory, or drop {key} for a fresh one under outputs/")
 
 
 # --- the command line, before Hydra ---------------------------------------------------------------
@@ -165,11 +219,14 @@ def prepare(argv: list[str], config_name: str = "config") -> list[str]:
     if parsed is None:
         return argv
     overrides, multirun = parsed
+    multirun = multirun or str(_value(overrides, "hydra.mode")).upper() == "MULTIRUN"
     resume = _value(overrides, "resume")
     run_dir = _value(overrides, "hydra.run.dir")
+    check_run_dir_value(run_dir)
+    check_run_dir_value(_value(overrides, "hydra.sweep.dir"), "hydra.sweep.dir")
     if multirun:
         if resume not in (None, "null"):
-            raise RunDirError(f"resume={resume}: not in a sweep (-m); rerun the sweep's command with "
+            raise RunDirError(f"resume={resume}: not in a sweep (-m, hydra.mode=MULTIRUN); rerun the sweep's command with "
                               f"hydra.sweep.dir=SWEEP_DIR and each job continues in its own directory")
         sweep_dir = _value(overrides, "hydra.sweep.dir")
         check_writable(sweep_dir or "multirun", "hydra.sweep.dir")

@@ -10,7 +10,6 @@ The run directory is the lab's record, independent of any tracker:
 from __future__ import annotations
 
 import json
-import math
 import os
 import warnings
 from pathlib import Path
@@ -18,25 +17,15 @@ from typing import Any
 
 from omegaconf import OmegaConf
 
-from .rundir import CHECKPOINT_NAME, RunDirError, replace_atomic
-
-
-def _jsonable(value: Any) -> Any:
-    """Floats that JSON cannot hold (nan, inf) become strings, never silent numbers."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return str(value)
-    if isinstance(value, dict):
-        return {k: _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    return value
+from . import files
+from .files import jsonable as _jsonable
+from .rundir import CHECKPOINT_NAME, RunDirError
 
 
 def write_json_atomic(path: Path, data: dict) -> None:
     """Write JSON to ``path`` via a uniquely named temporary file and a rename, so a reader never sees
-    half of it and two writers never share a temporary file."""
-    text = json.dumps(_jsonable(data), indent=2, sort_keys=True) + "\n"
-    replace_atomic(Path(path), lambda tmp: Path(tmp).write_text(text))
+    half of it, two writers never share a temporary file, and a link there is replaced, not followed."""
+    files.write_json(path, data)
 
 
 def _damaged(path: Path, what: str) -> RunDirError:
@@ -95,8 +84,7 @@ class RunRecorder:
 
     def metrics(self, row: dict) -> None:
         try:
-            with self.metrics_path.open("a") as f:
-                f.write(json.dumps(_jsonable(row)) + "\n")
+            files.append_text(self.metrics_path, json.dumps(_jsonable(row)) + "\n")  # never through a link
         except OSError as e:
             raise unwritable(self.dir, e) from None
 
@@ -108,7 +96,7 @@ class RunRecorder:
 
 
 def write_text_atomic(path: Path, text: str) -> None:
-    replace_atomic(Path(path), lambda tmp: Path(tmp).write_text(text))
+    files.write_text(path, text)
 
 
 def unwritable(run_dir: Path, err: OSError) -> RunDirError:
@@ -361,11 +349,14 @@ class WandbTracker:
     def _open_marks(self, path: Path, resume_id: str | None) -> None:
         """Read what a previous segment of this W&B run sent, then keep the file up to date."""
         try:
-            fields = path.read_text().split() if resume_id and path.exists() else []
+            fields = path.read_text().split() if resume_id and path.is_file() and not path.is_symlink() else []
             if len(fields) == 3 and fields[2] == resume_id:
                 self.step = max(self.step, int(fields[0]))
                 self._skip_until = self._last_train_step = int(fields[1])
-            self._mark_fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+            self._mark_fd = files.open_own(path, os.O_RDWR | os.O_CREAT)  # never through a link
+        except files.LinkedFile as e:
+            warn(f"{e}; W&B goes on without resume marks")
+            self._mark_fd = None
         except (OSError, ValueError):
             self._mark_fd = None
 

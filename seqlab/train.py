@@ -23,6 +23,7 @@ import time
 import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Callable
 
 import torch
 from omegaconf import DictConfig, OmegaConf
@@ -75,6 +76,7 @@ class RunInfo:
     group: str | None = None  # the sweep this run belongs to (a W&B tag and config "sweep"), None for one run
     choices: dict = field(default_factory=dict)  # config-group choices, e.g. {"model": "rnn"}
     setting: str | None = None  # the name without seed: the W&B group, so the UI averages seeds by default
+    on_accept: Callable[[], None] | None = None  # called once the directory is this run's (fresh, or a resume of it)
 
 
 @dataclass
@@ -156,12 +158,12 @@ def train(cfg: DictConfig, info: RunInfo) -> dict:
     """Train, evaluate and record one run (resuming from its checkpoint if it has one); returns its
     summary. The run directory is locked for the life of the run (one writer at a time)."""
     run_dir = Path(info.run_dir)
-    lock = RunLock(run_dir).acquire()
+    lock = RunLock(run_dir, shared=True).acquire()  # joins the entry point's hold, if it took one
     stop = StopFlag()
     try:
         return _train(cfg, info, run_dir, stop)
     except Preempted:
-        lock.release()
+        lock.release(force=True)  # the requeued job (stop.chain) must find the directory free
         stop.chain()  # e.g. submitit requeues the job, which then finds the directory free
         raise
     finally:
@@ -197,6 +199,8 @@ def _train(cfg: DictConfig, info: RunInfo, run_dir: Path, stop: "StopFlag") -> d
         state.segments += 1
         if flossing and "floss" in saved:
             flossing.load_state_dict(saved["floss"])
+    if info.on_accept is not None:  # e.g. Hydra's record (.hydra/), written only into a directory this run owns
+        info.on_accept()
     name = saved.get("name", info.name) if saved else info.name
     probe_settings = build_probe(cfg)
     probe_path = run_dir / "probe.npz"
@@ -501,6 +505,9 @@ def _make_tracker(cfg: DictConfig, info: RunInfo, config: dict, task: Task, name
     ``job_type`` defaults to the task's name."""
     from hydra.utils import instantiate
 
+    from .targets import check_targets
+
+    check_targets(cfg.logger, "logger")
     saved = saved or {}
     setting = saved.get("setting", info.setting)
     kwargs = {}

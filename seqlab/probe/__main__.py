@@ -28,7 +28,10 @@ from omegaconf import DictConfig, OmegaConf
 from ..__main__ import CONF_DIR, fail, preflight
 from ..preflight import _overrides_from_argv
 from ..checks import ConfigError, check
-from ..config import build_model, build_probe, build_task, setup
+from ..config import build_model, build_probe, build_task, setup, validate
+from ..files import write_text
+from ..rundir import (DEFAULT_ROOT, RunLock, _value, check_fresh, check_run_dir_value, check_unlocked, check_writable,
+                      write_hydra_record)
 from ..tracking import results_only, sync_hint, write_json_atomic
 from .from_checkpoint import PROBE_MAY_SET, check_overrides, stored_config, with_stored_config
 from ..theory.beside import beside_probe, theory_line, theory_scalars
@@ -49,11 +52,12 @@ def check_standalone(cfg: DictConfig, overrides: list[str] | None = None) -> Non
     if path is not None:
         check(isinstance(path, str) and Path(path).is_file(), "checkpoint", path,
               "must be a file written by torch.save (a run's checkpoint.pt)")
-        stored = stored_config(path)
+        stored = stored_config(path)  # refused here if it names a callable outside the lab's own
         if stored is not None:
             if overrides:
                 check_overrides(cfg, overrides, stored, path)
             cfg = with_stored_config(cfg, stored)
+            validate(cfg)  # the checkpoint's own config, checked like a command line's (ranges, memory)
         load_checkpoint(build_model(cfg, build_task(cfg)), path)
 
 
@@ -99,7 +103,7 @@ def probe_only(cfg: DictConfig, run_dir: Path) -> dict:
     choices = {**((stored or {}).get("choices") or here), **{k: v for k, v in here.items() if k in PROBE_MAY_SET}}
 
     run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
+    write_text(run_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))  # atomically, never through a link
     start = time.perf_counter()
     batch = settings.make_batch(task, device)
     result = probe(model, task, batch, settings)
@@ -242,9 +246,14 @@ def run(cfg: DictConfig) -> None:
 
     run_dir = Path(HydraConfig.get().runtime.output_dir)
     try:
-        summary = probe_only(cfg, run_dir)
+        with RunLock(run_dir, shared=True):  # one writer; taken before anything is written there
+            check_fresh(run_dir)  # another run's results are never written over
+            write_hydra_record(run_dir, cfg)
+            summary = probe_only(cfg, run_dir)
     except ConfigError as e:
         fail(str(e))
+    except OSError as e:  # the directory became unwritable (full disk, read-only mount)
+        fail(f"hydra.run.dir={run_dir}: cannot write ({e.strerror or type(e).__name__}); choose a writable directory")
     print(format_probe(summary))
     print(f"results: {run_dir}")
     hint = sync_hint(shown(run_dir), summary.get("wandb_run"))
@@ -252,8 +261,23 @@ def run(cfg: DictConfig) -> None:
         print(hint)
 
 
+def check_output_dir(overrides: list[str]) -> None:
+    """Where the probe would write, checked before Hydra makes anything: writable, not a system
+    directory, not empty, not holding another run's results, not locked by a live run."""
+    run_dir = _value(overrides, "hydra.run.dir")
+    check_run_dir_value(run_dir)
+    check_writable(run_dir or DEFAULT_ROOT, "hydra.run.dir")
+    if run_dir is not None and Path(run_dir).is_dir():
+        check_unlocked(Path(run_dir))
+        check_fresh(Path(run_dir))
+
+
 def main() -> None:
     overrides = _overrides_from_argv(sys.argv[1:]) or []
+    try:
+        check_output_dir(overrides)
+    except ConfigError as e:
+        fail(str(e))
     preflight(sys.argv[1:], config_name=CONFIG_NAME, check=lambda cfg: check_standalone(cfg, overrides))
     run()
 

@@ -15,6 +15,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from ..checks import ConfigError
+from ..targets import check_targets
 
 # Top-level keys the command line sets for a probe of a checkpoint: the probe's own knobs, where
 # results go, and how the process runs. Everything else is the checkpoint's.
@@ -24,13 +25,18 @@ _MISSING = object()
 
 def stored_config(path: str) -> dict | None:
     """The resolved config saved in a seqlab checkpoint, or None (a bare state_dict file, or unreadable:
-    the model loader reports that)."""
+    the model loader reports that). A config that names any callable outside the lab's own
+    (``task._target_: builtins.open``) is refused with one line before anything is built."""
     try:
         saved = torch.load(path, map_location="cpu", weights_only=True)
     except Exception:  # noqa: BLE001 - load_model_state gives the one-line error
         return None
     config = saved.get("config") if isinstance(saved, dict) else None
-    return config if isinstance(config, dict) else None
+    if not isinstance(config, dict):
+        return None
+    check_targets({k: v for k, v in config.items() if k != "hydra"},
+                  where=f"checkpoint={path!r}: its stored config")
+    return config
 
 
 def _get(tree: Any, dotted: str) -> Any:

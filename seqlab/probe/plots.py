@@ -29,6 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..files import save_figure
 from .history import ProbeHistory
 
 CURVES_PNG, HEATMAP_PNG, DEPTH_PNG, GRID_PNG = "probe_curves.png", "probe_heatmap.png", "probe_depth.png", "probe_grid.png"
@@ -113,8 +114,10 @@ def _finish(plt, fig, path, title: str, note: str = "") -> Path:
     if title:
         width = max(40, int(fig.get_figwidth() * 15))  # characters that fit across the figure at 9 pt
         fig.suptitle("\n".join([title, *textwrap.wrap(note, width)]), fontsize=9)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    try:
+        save_figure(fig, path, dpi=110)  # atomically, never through a link (seqlab.files)
+    finally:
+        plt.close(fig)
     return Path(path)
 
 

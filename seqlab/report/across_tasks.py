@@ -25,6 +25,7 @@ from typing import Sequence
 
 import numpy as np
 
+from seqlab.files import save_figure, write_text
 from seqlab.report.runs import DEFAULT_CURVE, Setting, _num
 from seqlab.report.stats import curve_key, mean_std, setting_row
 from seqlab.report.tables import _html_table, _markdown_table, fmt
@@ -137,7 +138,7 @@ def write_across_tasks(settings: Sequence[Setting], out: Path, curve: str = DEFA
     if fig is not None:
         md += [f"![across tasks]({fig.name})", ""]
     written["across_tasks_md"] = out / "across_tasks.md"
-    written["across_tasks_md"].write_text("\n".join(md))
+    write_text(written["across_tasks_md"], "\n".join(md))
     page = [f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(name)} across tasks</title>"
             "<style>body{font-family:sans-serif;margin:2em} table{border-collapse:collapse;font-size:13px}"
             "td,th{border:1px solid #ccc;padding:3px 7px;text-align:right} td:first-child,th:first-child"
@@ -148,7 +149,7 @@ def write_across_tasks(settings: Sequence[Setting], out: Path, curve: str = DEFA
     if fig is not None:
         page.append(f"<p><img src='{fig.name}' alt='across tasks'></p>")
     written["across_tasks_html"] = out / "across_tasks.html"
-    written["across_tasks_html"].write_text("\n".join(page + ["</body></html>"]))
+    write_text(written["across_tasks_html"], "\n".join(page + ["</body></html>"]))
     return written
 
 
@@ -195,6 +196,8 @@ def plot_across_tasks(grid, cells, tasks, path: Path, curve: str = DEFAULT_CURVE
     fig.legend(handles, labels, loc="lower center", ncol=min(len(labels), 6), fontsize=8, frameon=False)
     fig.suptitle((title + ": " if title else "") + "the gradient's decay across tasks", fontsize=11)
     fig.tight_layout(rect=(0, 0.06 + 0.02 * (len(labels) > 6), 1, 0.96))
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    try:
+        save_figure(fig, path, dpi=110)  # atomically, never through a link
+    finally:
+        plt.close(fig)
     return path

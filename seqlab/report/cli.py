@@ -6,17 +6,21 @@ import sys
 from pathlib import Path
 
 import seqlab.report as _package
+from seqlab.checks import ConfigError
 from seqlab.report.runs import DEFAULT_CURVE, group_runs, load_runs
 from seqlab.report.stats import curves_in, setting_row
 from seqlab.report.tables import short_table
 from seqlab.report.write import write_report
 
 
+TITLE_MAX = 200
+
+
 def load_or_say(dirs: list[str], prog: str) -> list | None:
     """The runs under ``dirs``, or None after one line on stderr (a missing folder, no run in them)."""
     try:
         runs = load_runs(dirs)
-    except FileNotFoundError as e:
+    except (FileNotFoundError, ConfigError) as e:
         print(f"{prog}: error: {e}", file=sys.stderr)
         return None
     if not runs:
@@ -50,6 +54,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--wandb", action="store_true",
                         help="also log the verdict tables as a W&B Table in an offline run under OUT/wandb")
     args = parser.parse_args(argv)
+    if len(args.title) > TITLE_MAX or "\n" in args.title:  # it heads every figure: checked before anything is written
+        print(f"seqlab.report: error: --title: {len(args.title)} characters{' with a line break' if chr(10) in args.title else ''}; "
+              f"a title is one line of at most {TITLE_MAX} characters", file=sys.stderr)
+        return 2
     runs = load_or_say(args.dirs, "seqlab.report")
     if runs is None:
         return 2

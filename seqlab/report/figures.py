@@ -7,6 +7,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from seqlab.files import save_figure
 from seqlab.report.runs import DEFAULT_CURVE, Run, Setting, _num
 from seqlab.report.stats import curve_key, setting_curves
 
@@ -260,8 +261,10 @@ def _finish(plt, fig, top_axes, path: Path, title: str, what: str) -> None:
         fig.legend(handles, labels, loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=8, frameon=False)
     fig.suptitle((title + ": " if title else "") + what, fontsize=9)
     fig.tight_layout()
-    fig.savefig(path, dpi=110, bbox_inches="tight")
-    plt.close(fig)
+    try:
+        save_figure(fig, path, dpi=110, bbox_inches="tight")  # atomically, never through a link
+    finally:
+        plt.close(fig)
 
 
 def _legend_items(axes):

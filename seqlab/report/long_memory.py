@@ -31,6 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
+from seqlab.files import save_figure, write_text
 from seqlab.report.runs import Run, load_runs
 from seqlab.report.stats import curve_key, probe_numbers
 
@@ -199,8 +200,10 @@ def figure(rows: list[dict], path: Path, title: str = "") -> Path:
                  "per run; * = a shorter T failed; ?T = the run at T stopped early, unsolved)", fontsize=9)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=130)
-    plt.close(fig)
+    try:
+        save_figure(fig, path, dpi=130)  # atomically, never through a link
+    finally:
+        plt.close(fig)
     return path
 
 
@@ -222,10 +225,10 @@ def write(runs: list[Run], out: Path, title: str = "") -> dict[str, Path]:
     rows = [run_row(r) for r in pick(runs)]
     out.mkdir(parents=True, exist_ok=True)
     md = out / "long_memory.md"
-    md.write_text(markdown(rows, title))
+    write_text(md, markdown(rows, title))
     js = out / "long_memory.json"
     grid = {f"{c}/{t}": v for (c, t), v in largest_solved(rows).items()}
-    js.write_text(json.dumps({"runs": rows, "largest_solved": grid}, indent=1, default=str) + "\n")
+    write_text(js, json.dumps({"runs": rows, "largest_solved": grid}, indent=1, default=str) + "\n")
     png = figure(rows, out / "long_memory.png", title)
     return {"markdown": md, "json": js, "figure": png}
 

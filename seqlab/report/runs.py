@@ -144,19 +144,125 @@ def _read_probe(path: Path, problems: list[str]) -> dict[str, np.ndarray] | None
         return None
     try:
         with np.load(path, allow_pickle=False) as z:
-            return {k: z[k] for k in z.files}
+            arrays = {k: z[k] for k in z.files}
     except Exception as e:  # noqa: BLE001 - BadZipFile, EOFError, ValueError (a pickled array), ...
         problems.append(f"{path.name} damaged ({type(e).__name__})")
         return None
+    wrong = _probe_layout(arrays)
+    if wrong:
+        problems.append(f"{path.name} of another layout ({wrong}); not read")
+        return None
+    return arrays
+
+
+def _refuse_foreign(config, where: Path) -> None:
+    """A config that names a callable outside the lab's own (``_target_: builtins.open``) is not a
+    seqlab run's: the report builds nothing from it, but says so and stops (seqlab.targets)."""
+    from seqlab.targets import check_targets
+
+    if isinstance(config, dict):
+        check_targets({k: v for k, v in config.items() if k != "hydra"}, where=f"{where}")
+
+
+# probe.npz's per-run constants (seqlab.probe.history): the rest has one row per probe time
+_PROBE_STATIC = {"lags": ("i", 1), "loss_steps": ("i", 1), "task_lag": ("i", 0), "curves": ("U", 1),
+                 "param_groups": ("U", 1), "depth_curves": ("U", 1)}
+FLOAT_MAX = 1.7976931348623157e308
+
+
+def _probe_layout(z: dict[str, np.ndarray]) -> str | None:
+    """What is wrong with a probe.npz's layout (seqlab.probe.history), or None: ``steps`` (P,) integers,
+    each constant of its kind and rank, every other array numeric with P rows, a ``mean_`` per curve."""
+    steps = z.get("steps")
+    if steps is None or steps.ndim != 1 or steps.dtype.kind not in "iu":
+        return "no steps (P,) of integers"
+    for name, value in z.items():
+        if name == "steps":
+            continue
+        if name in _PROBE_STATIC:
+            kind, ndim = _PROBE_STATIC[name]
+            if value.ndim != ndim or value.dtype.kind not in (kind + ("u" if kind == "i" else "")):
+                return f"{name} of the wrong kind"
+        elif value.dtype.kind not in "fiub" or value.ndim < 1 or value.shape[0] != len(steps):
+            return f"{name} does not have one numeric row per probe ({len(steps)})"
+    missing = [str(c) for c in z.get("curves", []) if f"mean_{c}" not in z]
+    if missing:
+        return f"curve {missing[0]} has no mean_{missing[0]}"
+    return None
+
+
+def _sane_summary(summary: dict, problems: list[str]) -> dict:
+    """summary.json with values of the wrong type (a status that is not text, a seq_len that is not a
+    number) and numbers beyond float range set to None, each said once."""
+    bad = []
+
+    def fix(key, value):
+        if isinstance(value, int) and not isinstance(value, bool) and abs(value) > FLOAT_MAX:
+            bad.append(key)
+            return None
+        if isinstance(value, dict):
+            return {k: fix(f"{key}.{k}", v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [fix(key, v) for v in value]
+        return value
+
+    out = {k: fix(k, v) for k, v in summary.items()}
+    for key, ok in (("status", lambda v: isinstance(v, str)), ("error", lambda v: isinstance(v, str)),
+                    ("probe", lambda v: isinstance(v, dict))):
+        if key in out and not ok(out[key]):
+            bad.append(key)
+            out.pop(key)
+    for key in ("seq_len", "steps", "solved_step", "seed", "final_loss", "final_accuracy", "baseline",
+                "loss_over_baseline", "lag"):
+        if key in out and out[key] is not None and not (isinstance(out[key], (int, float))
+                                                         and not isinstance(out[key], bool)):
+            bad.append(key)
+            out[key] = None
+    if bad:
+        problems.append(f"summary.json: {', '.join(dict.fromkeys(bad))} of the wrong type or beyond float range (ignored)")
+    return out
+
+
+def _sane_config(config: dict, problems: list[str]) -> dict:
+    bad = [k for k in ("seq_len", "seed") if config.get(k) is not None and not (
+        isinstance(config[k], (int, float)) and not isinstance(config[k], bool) and abs(config[k]) <= FLOAT_MAX)]
+    if "choices" in config and not isinstance(config["choices"], dict):
+        bad.append("choices")
+    if bad:
+        problems.append(f"config.yaml: {', '.join(bad)} of the wrong type (ignored)")
+        config = {k: v for k, v in config.items() if k not in bad}
+    return config
+
+
+def _flags(status: str, summary: dict, metrics: list[dict], probe: dict | None, problems: list[str]) -> None:
+    """What a reader must not take at face value: a finished run without a finite loss or without
+    evaluation rows, evaluation rows of NaN, a probe that measured nothing but NaN."""
+    if status == FINISHED:
+        loss = summary.get("final_loss")
+        if not (isinstance(loss, (int, float)) and math.isfinite(loss)):
+            problems.append(f"finished, but its final_loss is {loss} (not a finite number)")
+        if not metrics:
+            problems.append("finished, but metrics.jsonl has no evaluation rows")
+    nan_rows = sum(1 for r in metrics if any(isinstance(v, float) and math.isnan(v) for k, v in r.items()
+                                             if k.startswith("eval/")))
+    if nan_rows:
+        problems.append(f"metrics.jsonl: {nan_rows} of {len(metrics)} rows have a NaN evaluation")
+    if probe is not None:
+        means = [v for k, v in probe.items() if k.startswith("mean_") and v.size]
+        if means and all(np.isnan(v.astype(np.float64)).all() for v in means):
+            problems.append("probe.npz: every probe curve is NaN (nothing was measured)")
 
 
 def load_run(path: str | Path) -> Run:
-    """Read one run directory; never raises on missing or broken files."""
+    """Read one run directory; never raises on missing or broken files (only on a config that names a
+    callable outside the lab's own: a ConfigError, one line)."""
     path = Path(path)
     problems: list[str] = []
     config = _read_yaml(path / "config.yaml", problems)
+    _refuse_foreign(config, path / "config.yaml")
     if not isinstance(config, dict):  # the job died before train() wrote it: Hydra's composed config
         config = _read_yaml(path / ".hydra" / "config.yaml", problems)
+        _refuse_foreign(config, path / ".hydra" / "config.yaml")
         config = config if isinstance(config, dict) else {}
         hydra_cfg = _read_yaml(path / ".hydra" / "hydra.yaml", problems)
         hydra_cfg = hydra_cfg if isinstance(hydra_cfg, dict) else {}
@@ -166,16 +272,20 @@ def load_run(path: str | Path) -> Run:
             if isinstance(choices, dict) else {}
         if isinstance(config.get("seq_len"), str):  # unresolved
             config["seq_len"] = None
+    config = _sane_config(config, problems)
     overrides = _read_yaml(path / ".hydra" / "overrides.yaml", problems)
     overrides = overrides if isinstance(overrides, list) else []
     summary = _read_json(path / "summary.json", problems)
     if summary is None:
         status, summary = DAMAGED, {"error": problems[-1]}
     else:
+        summary = _sane_summary(summary, problems)
         status = str(summary.get("status", UNFINISHED)) if summary else UNFINISHED
+    metrics = _read_metrics(path / "metrics.jsonl", problems)
+    probe = _read_probe(path / "probe.npz", problems)
+    _flags(status, summary, metrics, probe, problems)
     return Run(path=path, status=status, config=config, overrides=[str(o) for o in overrides],
-               summary=summary, metrics=_read_metrics(path / "metrics.jsonl", problems),
-               probe=_read_probe(path / "probe.npz", problems), problems=problems)
+               summary=summary, metrics=metrics, probe=probe, problems=problems)
 
 
 def load_runs(paths: Iterable[str | Path]) -> list[Run]:

@@ -96,8 +96,13 @@ def _rel(path: Path, root: Path | None) -> str:
 
 # ----------------------------------------------------------------------------- writing
 
+def md_escape(text) -> str:
+    """Text for a markdown page: a run's name or value is shown, never rendered as HTML."""
+    return str(text).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
 def _markdown_table(header: list[str], rows: list[list[str]]) -> str:
-    esc = lambda c: str(c).replace("|", "\\|").replace("\n", " ")  # noqa: E731
+    esc = lambda c: md_escape(c).replace("|", "\\|").replace("\n", " ")  # noqa: E731
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(esc(c) for c in row) + " |" for row in rows]
     return "\n".join(lines)

@@ -33,6 +33,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from seqlab.files import save_figure
 from seqlab.report.runs import DEFAULT_CURVE, Run, setting_of
 from seqlab.report.stats import curve_key
 
@@ -405,6 +406,8 @@ def plot_trainability(runs: Sequence[Run], path: Path, curve: str = DEFAULT_CURV
     fig.suptitle((title + ": " if title else "") + "step-0 probe statistics against the outcome "
                  "(o solved, x not; dashed: best threshold)", fontsize=10)
     fig.tight_layout()
-    fig.savefig(path, dpi=110, bbox_inches="tight")
-    plt.close(fig)
+    try:
+        save_figure(fig, path, dpi=110, bbox_inches="tight")  # atomically, never through a link
+    finally:
+        plt.close(fig)
     return path

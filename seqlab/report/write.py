@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 from typing import Sequence
 
+from seqlab.files import write_text
 from seqlab.report.across_tasks import task_label, write_across_tasks
 from seqlab.report.figures import (_colors, _trained, has_training, plot_decay_curves, plot_learning_curves,
                                    plot_probe_vs_seq_len)
@@ -15,8 +16,8 @@ from seqlab.report.stats import _status_counts, curves_in, setting_row
 from seqlab.report import verdicts as verdicts_mod
 from seqlab.report.trainability import (TABLE_HEADER as TRAIN_HEADER, misses_lines, notes as train_notes_of,
                                         plot_trainability, table_rows as train_rows, trainability)
-from seqlab.report.tables import (RUN_HEADER, _html_table, _json_row, _markdown_table, run_cells, table_cells,
-                                  table_header)
+from seqlab.report.tables import (RUN_HEADER, _html_table, _json_row, _markdown_table, md_escape, run_cells,
+                                  table_cells, table_header)
 
 
 FIGURES = ("decay_curves", "learning_curves", "probe_vs_seq_len", "depth_curves", "layer_speed")
@@ -83,7 +84,8 @@ def write_report(runs: Sequence[Run], out: str | Path, curve: str = DEFAULT_CURV
     notes += figure_notes(settings, runs, written)
     if "across_tasks_md" in written:
         notes.append("One cell across the tasks, side by side: across_tasks.md (across_tasks.html).")
-    md = [f"# {title or 'seqlab report'}", "", *notes, "", _markdown_table(table_header(), table), ""]
+    md = [f"# {md_escape(title or 'seqlab report')}", "", *map(md_escape, notes), "",
+          _markdown_table(table_header(), table), ""]
     for name in FIGURES:
         if name in written:
             md += [f"![{name}]({written[name].name})", ""]
@@ -99,7 +101,7 @@ def write_report(runs: Sequence[Run], out: str | Path, curve: str = DEFAULT_CURV
             md += [f"![trainability]({written['trainability'].name})", ""]
     md += ["## Runs", "", _markdown_table(RUN_HEADER, run_table), ""]
     written["markdown"] = out / "report.md"
-    written["markdown"].write_text("\n".join(md))
+    write_text(written["markdown"], "\n".join(md))
 
     style = ("body{font-family:sans-serif;margin:2em} table{border-collapse:collapse;font-size:13px}"
              "td,th{border:1px solid #ccc;padding:3px 7px;text-align:right} td:first-child,th:first-child"
@@ -124,10 +126,10 @@ def write_report(runs: Sequence[Run], out: str | Path, curve: str = DEFAULT_CURV
             page.append(f"<p><img src='{written['trainability'].name}' alt='trainability'></p>")
     page += ["<h2>Runs</h2>", _html_table(RUN_HEADER, run_table, status_col=4), "</body></html>"]
     written["html"] = out / "report.html"
-    written["html"].write_text("\n".join(page))
+    write_text(written["html"], "\n".join(page))
 
     written["json"] = out / "report.json"
-    written["json"].write_text(json.dumps({
+    write_text(written["json"], json.dumps({
         "settings": [_json_row(r) for r in rows],
         "runs": [{"path": str(r.path), "setting": label_of[id(r)], "seq_len": r.seq_len, "seed": r.seed,
                   "status": r.status, "final_loss": r.summary.get("final_loss"),
