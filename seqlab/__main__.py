@@ -28,7 +28,7 @@ def run(cfg: DictConfig) -> float:
     from hydra.core.hydra_config import HydraConfig
     from hydra.types import RunMode
 
-    from .rundir import RunLock, resume_command, shown, write_hydra_record
+    from .rundir import RunLock, accept, resume_command, shown
     from .tracking import sync_hint
     from .train import Diverged, Preempted, RunInfo, format_summary, train
 
@@ -41,7 +41,7 @@ def run(cfg: DictConfig) -> float:
     lock = RunLock(info.run_dir, shared=True)
     try:
         lock.acquire()  # before anything is written there: a second run into this directory leaves it as it was
-        info.on_accept = lambda: write_hydra_record(info.run_dir, cfg)  # once train() accepts the directory
+        info.on_accept = lambda: accept(info.run_dir, cfg)  # once train() accepts the directory: .hydra/, stale temps
         summary = train(cfg, info)
     except ConfigError as e:  # also a run directory that cannot be used (seqlab.rundir.RunDirError)
         if multirun:  # this job is marked failed (one line, no traceback); the sweep goes on
@@ -55,6 +55,10 @@ def run(cfg: DictConfig) -> float:
         again = resume_command(sys.argv[1:], info.run_dir, Path(hc.sweep.dir) if multirun else None)
         print(f"seqlab: {info.name}: {e}. Resume with: {again}", file=sys.stderr)
         raise SystemExit(128 + e.signum) from None
+    except KeyboardInterrupt:  # a second SIGINT while the first one's checkpoint or summary was being written
+        print(f"seqlab: {info.name}: interrupted at once by a second SIGINT; rerun the same command to continue "
+              f"from the last checkpoint in {shown(info.run_dir)}", file=sys.stderr)
+        raise SystemExit(130) from None
     except Diverged as e:
         if multirun:  # this job is marked failed (one line, no traceback); the sweep goes on
             raise job_failed(hc.job.num, _overrides(hc), "diverged", e, info.run_dir) from None
@@ -123,8 +127,18 @@ def _one_line_warnings() -> None:
     warnings.showwarning = show
 
 
+def quiet_logging_errors() -> None:
+    """A logging handler that cannot write (W&B's debug log on a full disk) is dropped silently instead of
+    printing a '--- Logging error ---' traceback per record: seqlab's own line says what went wrong."""
+    import logging
+
+    logging.raiseExceptions = False
+
+
 def main() -> None:
     from .rundir import prepare
+
+    quiet_logging_errors()
 
     try:
         sys.argv[1:] = prepare(sys.argv[1:])
@@ -135,6 +149,9 @@ def main() -> None:
     sys.stderr = QuietStderr(sys.stderr)
     try:
         run()
+    except KeyboardInterrupt:  # Ctrl-C before or after a run (starting up, printing): no traceback
+        print("seqlab: interrupted", file=sys.stderr)
+        raise SystemExit(130) from None
     except BrokenPipeError:  # `python -m seqlab --help | head`: the reader left; stop quietly, as Unix tools do
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         raise SystemExit(1)

@@ -147,14 +147,19 @@ class OneOf(Rule):
 
 
 class Text(Rule):
-    def __init__(self, null=False):
-        self.null = null
+    """One line of text; ``max_len``: at most that many characters; ``forbid``: none of these characters."""
+
+    def __init__(self, null=False, max_len: int | None = None, forbid: str = ""):
+        self.null, self.max_len, self.forbid = null, max_len, forbid
 
     def ok(self, value) -> bool:
-        return isinstance(value, str) and "\n" not in value
+        return (isinstance(value, str) and "\n" not in value and (self.max_len is None or len(value) <= self.max_len)
+                and not any(c in value for c in self.forbid))
 
     def describe(self, value=None) -> str:
-        return "a string"
+        limits = ([f"at most {self.max_len} characters"] if self.max_len else []) + (
+            [f"without any of {' '.join(self.forbid)}"] if self.forbid else [])
+        return "a string" + (f" ({', '.join(limits)})" if limits else "")
 
 
 class ListOf(Rule):

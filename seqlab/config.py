@@ -122,12 +122,15 @@ KNOBS: dict[str, Rule] = {
     "protocol.decades": Real(0, 100), "protocol.seeds": CountOrList(SEED_MAX),
     "early_stop.rungs": ListOf(Real(0, 1, open="both")), "early_stop.margin": Real(0, 1, open="hi"),
     # logger (conf/logger/)
-    "logger.project": Text(), "logger.entity": Text(null=True), "logger.group": Text(null=True),
+    "logger.project": Text(max_len=128, forbid="/\\#?%:"),  # W&B's own limits on a project name
+    "logger.entity": Text(null=True), "logger.group": Text(null=True),
     "logger.mode": OneOf("offline", "online", "disabled", null=True), "logger.tags": ListOf(Text()),
     "logger.init_timeout": Real(0, 3600, open="lo"), "logger.quiet": Flag(),
     # hydra's launchers and sweepers (conf/hydra/launcher/, conf/hparams_search/): checked for a multirun
     "hydra.launcher.n_jobs": Int(1, MAX_THREADS, also=(-1,), note="-1 = one per CPU core"),
-    "hydra.launcher.verbose": Int(0), "hydra.launcher.timeout_min": Int(1),
+    "hydra.launcher.verbose": Int(0),
+    "hydra.launcher.backend": OneOf("loky", "multiprocessing", "threading", "sequential", null=True),  # joblib's
+    "hydra.launcher.prefer": OneOf("processes", "threads", null=True), "hydra.launcher.require": OneOf("sharedmem", null=True), "hydra.launcher.timeout_min": Int(1),
     "hydra.launcher.cpus_per_task": Int(1, MAX_THREADS, null=True), "hydra.launcher.gpus_per_node": Int(0, null=True),
     "hydra.launcher.tasks_per_node": Int(1), "hydra.launcher.nodes": Int(1), "hydra.launcher.mem_gb": Int(1, null=True),
     "hydra.launcher.array_parallelism": Int(1), "hydra.launcher.signal_delay_s": Int(0),

@@ -186,6 +186,28 @@ def write_hydra_record(run_dir: Path, cfg) -> None:
     write_text(where / "overrides.yaml", OmegaConf.to_yaml(hydra_cfg.hydra.overrides.task))
 
 
+def remove_stale_tmp(run_dir: Path) -> list[str]:
+    """Remove the temporary files (``.NAME.XXXXXXXX.tmp``, seqlab.files.unique_tmp) that a kill during
+    a write left in ``run_dir`` and its .hydra/; call only while holding the run's lock (no writer of
+    ours is at work there). Returns their names."""
+    removed = []
+    for where in (Path(run_dir), Path(run_dir) / HYDRA_RECORD):
+        if not where.is_dir() or where.is_symlink():
+            continue
+        for p in where.glob(".*.tmp"):
+            if p.is_file() and not p.is_symlink():
+                p.unlink(missing_ok=True)
+                removed.append(p.name)
+    return removed
+
+
+def accept(run_dir: Path, cfg) -> None:
+    """What an entry point does once a run directory is this run's (the lock held, the run accepted):
+    clear what a killed writer left, write Hydra's record."""
+    remove_stale_tmp(run_dir)
+    write_hydra_record(run_dir, cfg)
+
+
 def check_run_dir_value(run_dir: str | None, key: str = "hydra.run.dir") -> None:
     """An empty ``hydra.run.dir=`` would put the run's files into the working directory: refused."""
     if run_dir is not None and not run_dir.strip():

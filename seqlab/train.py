@@ -25,6 +25,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable
 
+import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf
 
@@ -127,6 +128,10 @@ class StopFlag:
         self.signum = signum
 
     def __exit__(self, *exc):
+        pass  # the handlers stay until train() has written the summary (restore): a signal during the
+        # shutdown is the same request, not a KeyboardInterrupt or a death halfway through the writes
+
+    def restore(self) -> None:
         for sig, handler in self.previous.items():
             signal.signal(sig, handler)
 
@@ -163,10 +168,12 @@ def train(cfg: DictConfig, info: RunInfo) -> dict:
     try:
         return _train(cfg, info, run_dir, stop)
     except Preempted:
+        stop.restore()
         lock.release(force=True)  # the requeued job (stop.chain) must find the directory free
         stop.chain()  # e.g. submitit requeues the job, which then finds the directory free
         raise
     finally:
+        stop.restore()
         lock.release()
 
 
@@ -369,12 +376,16 @@ def _train(cfg: DictConfig, info: RunInfo, run_dir: Path, stop: "StopFlag") -> d
             except Exception as probe_error:  # noqa: BLE001 - the divergence is what gets reported
                 summary["probe_error"] = f"{type(probe_error).__name__}: {probe_error}".splitlines()[0]
         raise
+    except KeyboardInterrupt:  # a second SIGINT: stop at once (the last checkpoint is where a rerun resumes)
+        summary.update(status="interrupted", error="stopped at once by a second SIGINT", stopped_at_step=state.step)
+        raise
     except BaseException as e:
         summary.update(status="failed", error=f"{type(e).__name__}: {e}".splitlines()[0])
         raise
     finally:
         summary.update(solved=state.solved_step is not None, solved_step=state.solved_step,
-                       wall_time_s=wall_before + time.perf_counter() - start, segments=state.segments)
+                       wall_time_s=wall_before + time.perf_counter() - start, segments=state.segments,
+                       skipped_updates=state.skipped)  # also when it diverged under on_nonfinite=skip
         if state.last_probe is not None:
             summary["probe"] = state.last_probe
         if other_lengths and state.last_eval:
@@ -467,11 +478,23 @@ def load_probes(path: Path, task: Task, state: LoopState) -> ProbeHistory:
         except Exception as e:  # noqa: BLE001 - BadZipFile, EOFError, ValueError, KeyError, ...
             raise RunDirError(f"{path}: damaged ({type(e).__name__}); restore it, or delete "
                               f"{path.parent / checkpoint.CHECKPOINT_NAME} to start this run afresh") from None
+    if len(history) and _nan_where_the_checkpoint_measured(history, state.last_probe):
+        raise RunDirError(f"{path}: damaged (its last probe is NaN where the checkpoint recorded finite numbers); "
+                          f"restore it, or delete {path.parent / checkpoint.CHECKPOINT_NAME} to start this run afresh")
     if len(history) != state.probes:
         raise RunDirError(f"{path}: has {len(history)} of the {state.probes} probes up to step {state.step} "
                           f"that the checkpoint recorded; restore it, or delete "
                           f"{path.parent / checkpoint.CHECKPOINT_NAME} to start this run afresh")
     return history
+
+
+def _nan_where_the_checkpoint_measured(history: ProbeHistory, last_probe: dict | None) -> bool:
+    """Whether the last probe in probe.npz is all NaN although the checkpoint's record of that probe has a
+    finite gain (a file emptied of numbers; a probe that really measured NaN agrees with the checkpoint)."""
+    finite = any(isinstance(v, dict) and isinstance(v.get("gain"), (int, float)) and math.isfinite(v["gain"])
+                 for v in (last_probe or {}).values())
+    last = {k: v[-1] for k, v in history.arrays().items() if k.startswith("mean_")}
+    return finite and bool(last) and all(np.isnan(np.asarray(v, dtype=np.float64)).all() for v in last.values())
 
 
 def _probe_figures(probes: ProbeHistory, info: RunInfo, tracker, title: str) -> None:

@@ -159,9 +159,19 @@ DAMAGE = {
     "metrics.jsonl binary": ("metrics.jsonl", lambda p: p.write_bytes(b"\xff\xfe\x00\x01" * 20)),
     "metrics.jsonl a JSON list": ("metrics.jsonl", lambda p: p.write_text("[1, 2]\n")),
     "metrics.jsonl deleted": ("metrics.jsonl", lambda p: p.unlink()),
+    "probe.npz all NaN": ("probe.npz", lambda p: _nan_probe(p)),
     "metrics.jsonl empty": ("metrics.jsonl", lambda p: p.write_text("")),
     "metrics.jsonl early rows gone": ("metrics.jsonl", lambda p: p.write_text(p.read_text().split("\n", 1)[1])),
 }
+
+
+def _nan_probe(path):
+    import numpy as np
+
+    with np.load(path) as z:
+        arrays = {k: (np.full(z[k].shape, np.nan) if k.startswith("mean_") else z[k]) for k in z.files}
+    with open(path, "wb") as f:
+        np.savez(f, **arrays)
 
 
 @pytest.mark.parametrize("what", DAMAGE)
@@ -312,6 +322,7 @@ def test_skip_counts_a_few_bad_updates_and_gives_up_past_skip_limit(tmp_path, mo
             run(tmp_path / "run", *overrides)
         s = json.loads((tmp_path / "run" / "summary.json").read_text())
         assert s["status"] == "diverged" and s["diverged_step"] == 20  # the 10th skip, > 10% of 20 updates
+        assert s["skipped_updates"] == 10  # a diverged run says how many updates it skipped, too
 
 
 def test_wandb_summary_has_results_not_config(tmp_path):

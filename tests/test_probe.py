@@ -54,7 +54,7 @@ def test_linear_rnn_one_loss_step_curve_is_rho_to_the_k(rho):
     assert fit["gain"] == pytest.approx(rho, rel=1e-12)
     assert fit["fit_lags"] == 100
     assert fit["attenuation_decades"] == pytest.approx(-99 * math.log10(rho), abs=1e-9)
-    assert fit["g_lag10"] == pytest.approx(rho ** 10 * g[0], rel=1e-12) and "g_lag500" not in fit
+    assert fit["g_lag10"] == pytest.approx(rho ** 10 * g[0], rel=1e-12) and math.isnan(fit["g_lag500"])  # asked for, beyond T: there, not a number
     assert fit["g_task_lag"] == g[99]
     if rho < 1:
         assert fit["half_life"] == pytest.approx(math.log(2) / -math.log(rho), rel=1e-10)

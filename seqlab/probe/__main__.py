@@ -273,6 +273,9 @@ def check_output_dir(overrides: list[str]) -> None:
 
 
 def main() -> None:
+    from ..__main__ import quiet_logging_errors
+
+    quiet_logging_errors()
     overrides = _overrides_from_argv(sys.argv[1:]) or []
     try:
         check_output_dir(overrides)

@@ -76,9 +76,8 @@ def fit_curve(g: np.ndarray, *, horizon_floor: float = 1e-3, lags: Iterable[int]
     out = {"g0": g0, "gain": gain, "log_gain": math.log(gain) if gain > 0 else math.nan,
            "half_life": half_life, "attenuation_decades": float(attenuation), "horizon": horizon,
            "fit_lags": n_fit, "n_lags": K}
-    for lag in lags:
-        if 0 <= lag < K:
-            out[f"g_lag{lag}"] = float(g[lag])
+    for lag in lags:  # a lag the curve does not reach (beyond T) is there, as NaN: asked for, not measurable
+        out[f"g_lag{lag}"] = float(g[lag]) if 0 <= lag < K else math.nan
     if task_lag is not None and 0 <= task_lag < K:
         out["g_task_lag"] = float(g[task_lag])
     return out

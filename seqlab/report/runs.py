@@ -185,9 +185,10 @@ def _probe_layout(z: dict[str, np.ndarray]) -> str | None:
                 return f"{name} of the wrong kind"
         elif value.dtype.kind not in "fiub" or value.ndim < 1 or value.shape[0] != len(steps):
             return f"{name} does not have one numeric row per probe ({len(steps)})"
-    missing = [str(c) for c in z.get("curves", []) if f"mean_{c}" not in z]
-    if missing:
-        return f"curve {missing[0]} has no mean_{missing[0]}"
+    for c in z.get("curves", []):
+        for field in ("mean", "gain", "half_life", "horizon", "attenuation_decades"):  # what the report reads
+            if f"{field}_{c}" not in z:
+                return f"curve {c} has no {field}_{c}"
     return None
 
 
