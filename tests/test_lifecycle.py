@@ -46,7 +46,10 @@ def rows(run_dir: Path) -> list[dict]:
 
 
 def results(summary: dict) -> dict:
-    return {k: v for k, v in summary.items() if k not in TIMING}
+    """The summary without timings, as summary.json holds it (NaN, e.g. a probe lag beyond T, as "nan")."""
+    from seqlab.files import jsonable
+
+    return jsonable({k: v for k, v in summary.items() if k not in TIMING})
 
 
 def cli(cwd: Path, *args, env=None):

@@ -186,7 +186,7 @@ def _probe_layout(z: dict[str, np.ndarray]) -> str | None:
         elif value.dtype.kind not in "fiub" or value.ndim < 1 or value.shape[0] != len(steps):
             return f"{name} does not have one numeric row per probe ({len(steps)})"
     for c in z.get("curves", []):
-        for field in ("mean", "gain", "half_life", "horizon", "attenuation_decades"):  # what the report reads
+        for field in ("mean",):  # the fits (gain_, half_life_, ...) are read where present
             if f"{field}_{c}" not in z:
                 return f"curve {c} has no {field}_{c}"
     return None

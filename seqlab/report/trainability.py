@@ -93,13 +93,13 @@ def step0_statistics(run: Run, curve: str = DEFAULT_CURVE) -> dict[str, float] |
         return None
     with np.errstate(divide="ignore"):
         log_g = float(np.log10(g[lag] / g[0])) if g[lag] > 0 else -math.inf
-    gain = float(p[f"gain_{key}"][i])
-    half_life = float(p[f"half_life_{key}"][i])
+    fit = lambda name: float(p[f"{name}_{key}"][i]) if f"{name}_{key}" in p else math.nan  # noqa: E731
+    gain, half_life = fit("gain"), fit("half_life")
     lyap = p.get("lyapunov_l0")
     return {
         "log_g_lag": max(log_g, LOG_G_FLOOR),
-        "horizon_over_lag": float(p[f"horizon_{key}"][i]) / lag,
-        "log_gain_lag": lag * math.log10(gain) if gain > 0 else LOG_G_FLOOR,
+        "horizon_over_lag": fit("horizon") / lag,
+        "log_gain_lag": lag * math.log10(gain) if gain > 0 else math.nan if math.isnan(gain) else LOG_G_FLOOR,
         "half_life_over_lag": min(half_life / lag, HALF_LIFE_CAP) if not math.isnan(half_life) else math.nan,
         "lyapunov_max": float(lyap[i][0]) if lyap is not None and lyap.ndim == 2 and lyap.shape[1] else math.nan,
     }
