@@ -426,10 +426,11 @@ def _probe_per_setting(plt, have, panels, labels, names, path, title, trained) -
                              squeeze=False, layout="constrained")
     y = {lab: n - 1 - i for i, lab in enumerate(labels)}  # first label on top
     for ax, (key, name) in zip(axes[0], panels):
-        for at, fill, dy in (("_init", "none", 0.17), ("", None, -0.17)):
+        marks = (("_init", "none", 0.17, "C0"), ("", None, -0.17, "C3")) if trained else (("_init", None, 0.0, "C0"),)
+        for at, fill, dy, color in marks:  # untrained: the step-0 probe is the last one, drawn once
             pts, ms, ss = _points(have, key, at)
             if pts:
-                ax.errorbar(ms, [y[r["label"]] + dy for r in pts], xerr=ss, fmt="o", color="C0" if at else "C3",
+                ax.errorbar(ms, [y[r["label"]] + dy for r in pts], xerr=ss, fmt="o", color=color,
                             mfc=fill, ms=4.5, lw=1.0, capsize=2, label="step 0" if at else "end")
         ax.set_title(name, fontsize=9)
         if key == "half_life":  # from under a step to thousands: a log axis
