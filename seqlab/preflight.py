@@ -20,12 +20,12 @@ from __future__ import annotations
 import itertools
 import math
 import re
-import sys
 from pathlib import Path
 from typing import Callable
 
 from omegaconf import DictConfig, OmegaConf, open_dict
 
+from .argv import fail, is_multirun, overrides_from_argv, parse_args  # noqa: F401  (fail: re-exported)
 from .checks import ConfigError, is_number
 from . import _paths
 
@@ -34,36 +34,8 @@ LONG_AXIS = 16         # a numeric axis longer than this: all values against KNO
 BASIC_SWEEPER = "BasicSweeper"
 
 
-def fail(message: str) -> None:
-    print(f"seqlab: error: {message}", file=sys.stderr)
-    raise SystemExit(2)
-
-
-def _args(argv: list[str]):
-    from hydra._internal.utils import get_args_parser
-
-    parser = get_args_parser()
-    # argparse's usage text and 'error:' line -> one line
-    parser.error = lambda message: fail(f"{message}: not a valid command line (python -m seqlab --help)")
-    args = parser.parse_known_args(argv)[0]
-    if getattr(args, "experimental_rerun", None) is not None:  # Hydra's feature: it unpickles FILE (runs its code)
-        fail(f"--experimental-rerun {args.experimental_rerun}: refused; it unpickles that file, and a pickle can run "
-             f"any code. Rerun a run with its own command line (its .hydra/overrides.yaml), or continue it with "
-             f"resume=RUN_DIR")
-    return args
-
-
-def _overrides_from_argv(argv: list[str]) -> list[str] | None:
-    """The override strings of a command line, or None when Hydra will not run a job."""
-    args = _args(argv)
-    modes = [flag for flag, on in (("--run", args.run), ("--multirun", args.multirun), ("--cfg", args.cfg is not None),
-                                   ("--info", args.info is not None), ("--shell-completion", args.shell_completion)) if on]
-    if len(modes) > 1 and not (args.help or args.hydra_help):  # Hydra raises a ValueError with a traceback
-        fail(f"{' and '.join(modes)}: only one of --run, --multirun (-m), --cfg, --info and --shell-completion "
-             f"can be given")
-    if args.help or args.hydra_help or args.shell_completion or args.info or args.cfg:
-        return None
-    return list(args.overrides)
+_args = parse_args  # the names the rest of the lab imported from here
+_overrides_from_argv = overrides_from_argv
 
 
 def _one_line(err: Exception) -> str:
@@ -97,7 +69,7 @@ def preflight(argv: list[str], config_name: str = "config", check: Callable[[Dic
         parsed = OverridesParser.create().parse_overrides(overrides)
     except Exception as e:  # a syntax error in an override
         fail(_hydra_message(_one_line(e)))
-    multirun = bool(_args(argv).multirun)
+    multirun = is_multirun(argv)
     if not multirun:
         for o in parsed:
             if o.is_sweep_override():

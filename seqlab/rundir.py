@@ -16,6 +16,7 @@ import shlex
 import sys
 from pathlib import Path
 
+from .argv import is_multirun, override_value, parse_args
 from .checks import ConfigError
 from .files import LinkedFile, open_own, replace_atomic, unique_tmp  # noqa: F401  (the one writer; re-exported)
 
@@ -218,20 +219,13 @@ def check_run_dir_value(run_dir: str | None, key: str = "hydra.run.dir") -> None
 # --- the command line, before Hydra ---------------------------------------------------------------
 
 def _overrides(argv: list[str]) -> tuple[list[str], bool] | None:
-    from .preflight import _args
-
-    args = _args(argv)  # a bad flag is one line there, not argparse's usage text
+    args = parse_args(argv)  # a bad flag is one line there, not argparse's usage text
     if args.help or args.hydra_help or args.shell_completion or args.info or args.cfg:
         return None
-    return list(args.overrides), bool(args.multirun)
+    return list(args.overrides), is_multirun(argv)
 
 
-def _value(overrides: list[str], key: str) -> str | None:
-    for o in overrides:
-        k, sep, v = o.partition("=")
-        if sep and k.lstrip("+") == key:
-            return v
-    return None
+_value = override_value
 
 
 def prepare(argv: list[str], config_name: str = "config") -> list[str]:
@@ -241,7 +235,6 @@ def prepare(argv: list[str], config_name: str = "config") -> list[str]:
     if parsed is None:
         return argv
     overrides, multirun = parsed
-    multirun = multirun or str(_value(overrides, "hydra.mode")).upper() == "MULTIRUN"
     resume = _value(overrides, "resume")
     run_dir = _value(overrides, "hydra.run.dir")
     check_run_dir_value(run_dir)

@@ -214,6 +214,36 @@ def sync_command(folders: list) -> str:
     return "wandb sync " + " ".join(str(f) for f in folders)
 
 
+def make_tracker(logger, run_dir: str | Path, config: dict, name: str, job_type: str, T: int | None = None,
+                 setting: str | None = None, sweep: str | None = None, saved: dict | None = None,
+                 extra_config: dict | None = None):
+    """The tracker a run's ``logger`` config node asks for (W&B, offline unless told; None/NullTracker for
+    ``logger=none``), for the training loop and the probe's command line alike. W&B runs are grouped by
+    ``setting`` (the UI's default grouping averages the seeds of one setting), tagged with the ``sweep``;
+    ``saved`` (a checkpoint) continues its W&B run (same id, setting, _step). Its W&B config is
+    ``wandb_config`` of the run's (flat: cell, task, T, lr, ...) and ``extra_config``. Only the lab's own
+    tracker classes are built (seqlab.targets)."""
+    if not logger:
+        return NullTracker()
+    from hydra.utils import instantiate
+
+    from .targets import check_targets
+
+    check_targets(logger, "logger")
+    saved = saved or {}
+    setting = saved.get("setting", setting)
+    kwargs = {}
+    if "group" in logger:
+        kwargs["group"] = logger.group or (wandb_group(setting) if setting else None)
+    if sweep and "tags" in logger:
+        kwargs["tags"] = [*logger.tags, sweep]
+    if saved.get("wandb_id"):
+        kwargs.update(resume_id=saved["wandb_id"], start_step=saved.get("wandb_step", 0))
+    config = {**wandb_config(config, T=T), **({"setting": setting} if setting else {}),
+              **({"sweep": sweep} if sweep else {}), **(extra_config or {})}
+    return instantiate(logger)(run_dir=run_dir, config=config, name=name, job_type=job_type, **kwargs)
+
+
 def sync_hint(run_dir: Path, run_id: str | None) -> str | None:
     """How to upload an offline run: every segment (the first run and each resume) in one
     ``wandb sync``, which keeps them one run, in start-time order."""

@@ -45,7 +45,7 @@ from .rundir import RunDirError, RunLock
 from .theory.beside import beside_probe, theory_scalars
 from .tasks import Batch, Task
 from .tasks.base import lag_distribution
-from .tracking import NullTracker, RunRecorder, results_only, wandb_config, wandb_group
+from .tracking import NullTracker, RunRecorder, make_tracker, results_only
 
 EVAL_CHUNK = 256  # sequences per forward pass when evaluating (bounds memory at long T)
 STOP_SIGNALS = ("SIGINT", "SIGTERM", "SIGUSR2")  # SIGUSR2: SLURM/submitit's "about to be preempted"
@@ -520,31 +520,12 @@ def _grid_image(probes: ProbeHistory, info: RunInfo, tracker, settings) -> str |
         return None
 
 
-def _make_tracker(cfg: DictConfig, info: RunInfo, config: dict, task: Task, name: str, saved: dict | None,
-                  job_type: str | None = None, extra_config: dict | None = None):
-    """The W&B run: grouped by setting (the UI's default grouping averages the seeds of one setting),
-    the sweep as a tag and config; a resumed run continues its W&B run (same id, name, group, _step).
-    Its W&B config is ``wandb_config`` of the run's (flat: cell, task, T, lr, ...) and ``extra_config``;
-    ``job_type`` defaults to the task's name."""
-    from hydra.utils import instantiate
-
-    from .targets import check_targets
-
-    check_targets(cfg.logger, "logger")
-    saved = saved or {}
-    setting = saved.get("setting", info.setting)
-    kwargs = {}
-    if "group" in cfg.logger:
-        kwargs["group"] = cfg.logger.group or (wandb_group(setting) if setting else None)
-    if info.group and "tags" in cfg.logger:
-        kwargs["tags"] = [*cfg.logger.tags, info.group]
-    if saved.get("wandb_id"):
-        kwargs.update(resume_id=saved["wandb_id"], start_step=saved.get("wandb_step", 0))
+def _make_tracker(cfg: DictConfig, info: RunInfo, config: dict, task: Task, name: str, saved: dict | None):
+    """This run's tracker (seqlab.tracking.make_tracker): grouped by its setting, the sweep as a tag; a
+    resumed run continues its W&B run."""
     length = cfg.seq_len if "seq_len" in cfg.task else task.total_len  # digits, random_labels: their own T
-    config = {**wandb_config(config, T=length), **({"setting": setting} if setting else {}),
-              **({"sweep": info.group} if info.group else {}), **(extra_config or {})}
-    return instantiate(cfg.logger)(run_dir=info.run_dir, config=config, name=name, job_type=job_type or task.name,
-                                   **kwargs)
+    return make_tracker(cfg.logger, info.run_dir, config, name, job_type=task.name, T=length, setting=info.setting,
+                        sweep=info.group, saved=saved)
 
 
 def format_summary(s: dict) -> str:

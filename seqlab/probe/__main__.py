@@ -26,7 +26,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from ..__main__ import CONF_DIR, fail, preflight
-from ..preflight import _overrides_from_argv
+from ..argv import overrides_from_argv as _overrides_from_argv
 from ..checks import ConfigError, check
 from ..config import build_model, build_probe, build_task, setup, validate
 from ..files import write_text
@@ -177,8 +177,7 @@ def _untrained_setting(cfg: DictConfig, choices: dict) -> str | None:
 def _tracker(cfg: DictConfig, run_dir: Path, task, choices: dict, step: int, probed: dict):
     """The run's tracker (``logger``, as ``python -m seqlab`` makes it): in the W&B group of the run it
     probes (its setting), job type ``probe``, named after what is probed."""
-    from ..tracking import NullTracker
-    from ..train import RunInfo, _make_tracker
+    from ..tracking import NullTracker, make_tracker
 
     if not cfg.get("logger"):
         return NullTracker()
@@ -186,8 +185,9 @@ def _tracker(cfg: DictConfig, run_dir: Path, task, choices: dict, step: int, pro
     name = f"probe {what} step {step}"
     config = {**OmegaConf.to_container(cfg, resolve=True), "choices": choices}
     extra = {"mode": "probe", "probed_step": step, **({"checkpoint": cfg.checkpoint} if cfg.checkpoint else {})}
-    info = RunInfo(run_dir=run_dir, name=name, choices=choices, setting=probed.get("setting"))
-    return _make_tracker(cfg, info, config, task, name, None, job_type="probe", extra_config=extra) or NullTracker()
+    length = cfg.seq_len if "seq_len" in cfg.task else task.total_len
+    return make_tracker(cfg.logger, run_dir, config, name, job_type="probe", T=length, setting=probed.get("setting"),
+                        extra_config=extra) or NullTracker()
 
 
 def _hydra_choices() -> dict:
