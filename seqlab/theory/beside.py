@@ -42,8 +42,9 @@ def beside_probe(model, model_cfg: dict | None, task, batch, settings, result, s
                 "time": result.fits.get("h_l0", {}).get("gain") if len(result.curves.lags) > 1 else None}
     for axis, pred in block.items():
         m, p = _finite(measured[axis]), _finite(pred.get("gain"))
+        if m is not None or "absent" not in pred:
+            pred["measured_gain"] = m  # beside an absent prediction too: what was measured stays on record
         if "absent" not in pred:
-            pred["measured_gain"] = m
             pred["relative_gap"] = m / p - 1 if m is not None and p else None
     return {"step": step, **block}
 

@@ -90,7 +90,8 @@ def table(rows: list[dict]) -> str:
         label = ", ".join(o.split("=", 1)[0].split(".")[-1] + "=" + o.split("=", 1)[1] for o in setting) or "-"
         if pred:
             p = sum(pred) / len(pred)
-            lines.append(f"| {claim} | {axis} | {label} | {_g(m)} | {_g(p)} | {100 * (m / p - 1):+.1f}% |")
+            gap = f"{100 * (m / p - 1):+.1f}%" if math.isfinite(m) else "n/a"
+            lines.append(f"| {claim} | {axis} | {label} | {_g(m)} | {_g(p)} | {gap} |")
         else:
             lines.append(f"| {claim} | {axis} | {label} | {_g(m)} | absent: {rs[0].get('absent', '?')} | |")
     return "\n".join(lines)
@@ -113,7 +114,11 @@ def main(argv: list[str] | None = None) -> int:
         print("seqlab: error: give one of --out FILE (measure) or --table FILE (print)", file=sys.stderr)
         return 2
     if args.out is not None:
-        rows = measure_all(args.names or INIT_CLAIMS)
+        names = args.names or INIT_CLAIMS
+        rows = measure_all(names)
+        if args.names and args.out.is_file():  # some claims again: the file's other claims stay
+            old = [r for r in json.loads(args.out.read_text())["rows"] if r["claim"] not in names]
+            rows = sorted(old + rows, key=lambda r: INIT_CLAIMS.index(r["claim"]))
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps({"rows": rows}, indent=1) + "\n")
         print(table(rows))

@@ -18,9 +18,9 @@ W_ij ~ N(0, sigma_w^2 / fan_in), b_i ~ N(0, sigma_b^2), width -> infinity.
 The gradient *norm* the lab's probe measures changes by sqrt(chi) per layer; ``layer_gains``
 gives that factor layer by layer along the length map (before q has reached q*).
 
-Expectations use Gauss-Hermite quadrature with an even number of nodes (``NODES``): the nodes
-are symmetric about 0 with none at 0, so the kinks of relu and leaky_relu at 0 integrate to
-their exact half-and-half weights (E[relu'(z)^2] = 1/2 to rounding).
+Expectations: relu, leaky_relu and identity in closed form (the arc-cosine kernel); the smooth
+activations by a Gaussian-weighted trapezoid rule whose step follows sqrt(q) (``gauss_grid``:
+Gauss-Hermite with a fixed node set goes wrong once sqrt(q) is a few units, see there).
 
 Orthogonal weights (W = rho Q) have the same length map and chi_1 with sigma_w^2 = rho^2: the
 mean of the squared singular values of the layer Jacobian is the same; only its spread differs
@@ -36,7 +36,6 @@ from functools import lru_cache
 import numpy as np
 import torch
 
-NODES = 100
 LEAKY_SLOPE = 0.01  # seqlab.models.activations.LEAKY_SLOPE (torch's default)
 
 
@@ -78,16 +77,32 @@ def activation(name: str):
     return ACTIVATIONS[name]
 
 
-@lru_cache(maxsize=4)
-def gauss_hermite(n: int = NODES) -> tuple[np.ndarray, np.ndarray]:
-    """Nodes z_i and weights w_i with sum_i w_i f(z_i) ~ E[f(z)], z ~ N(0, 1)."""
-    x, w = np.polynomial.hermite.hermgauss(n)
-    return math.sqrt(2.0) * x, w / math.sqrt(math.pi)
+Z_MAX = 10.0  # the rule's range in z: the Gaussian beyond it weighs < 1e-22
+MAX_GRID = 2001  # points per axis of the two-dimensional rule (memory: MAX_GRID^2 floats)
 
 
-def gauss_mean(f, n: int = NODES) -> float:
-    """E[f(z)] for z ~ N(0, 1) (f vectorized)."""
-    z, w = gauss_hermite(n)
+@lru_cache(maxsize=64)
+def gauss_grid(scale: float = 1.0, max_points: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Nodes and weights of E[f(z)], z ~ N(0, 1), for f(z) = g(scale z) with g varying on a scale ~1:
+    the trapezoid rule on [-Z_MAX, Z_MAX] with step h = min(0.1, 0.25 / scale).
+
+    Why not Gauss-Hermite alone: its nodes near 0 are ~0.25 apart (100 nodes), so once sqrt(q) is a
+    few units, tanh'(sqrt(q) z) is narrower than the node spacing and the rule misses it (E[tanh'^2]
+    at q = 25 is 23% low with 100 nodes; at q = 64 71% low). The trapezoid rule on a Gaussian-weighted
+    smooth integrand converges geometrically once h resolves it; with this h it agrees with a
+    400001-point reference to 1e-11 for q from 0.01 to 1e4 (tanh'^2, sigmoid^2)."""
+    h = min(0.1, 0.25 / max(scale, 1e-12))
+    n = int(math.ceil(Z_MAX / h))
+    if max_points is not None and 2 * n + 1 > max_points:
+        n = (max_points - 1) // 2
+        h = Z_MAX / n
+    z = np.arange(-n, n + 1) * h
+    return z, np.exp(-0.5 * z * z) / math.sqrt(2.0 * math.pi) * h
+
+
+def gauss_mean(f, scale: float = 1.0) -> float:
+    """E[f(z)] for z ~ N(0, 1) (f vectorized); ``scale``: f's features sit at |z| ~ 1 / scale."""
+    z, w = gauss_grid(float(scale))
     return float(np.dot(w, f(z)))
 
 
@@ -110,7 +125,7 @@ def mean_phi(act: str, q: float) -> float:
         return (1.0 - a) * math.sqrt(max(q, 0.0) / (2.0 * math.pi))
     phi, _ = activation(act)
     s = math.sqrt(max(q, 0.0))
-    return gauss_mean(lambda z: phi(s * z))
+    return gauss_mean(lambda z: phi(s * z), s)
 
 
 def second_moment(act: str, q: float) -> float:
@@ -189,34 +204,35 @@ def chi1(act: str, sigma_w2: float, q: float) -> float:
 
 def _pair_means(act: str, q: float, c: float, fn: str) -> float:
     """E[f(u_1) f(u_2)] for (u_1, u_2) Gaussian, variance q each, correlation c; f = phi or phi'
-    (a product grid of Gauss-Hermite nodes; c = 1: the one-dimensional rule)."""
+    (the product of two ``gauss_grid`` rules; c = 1: the one-dimensional rule)."""
     phi, dphi = activation(act)
-    if c >= 1.0:
-        f = phi if fn == "phi" else dphi
-        s = math.sqrt(max(q, 0.0))
-        return gauss_mean(lambda z: f(s * z) ** 2)
     f = phi if fn == "phi" else dphi
-    z, w = gauss_hermite()
     s = math.sqrt(max(q, 0.0))
-    c = min(max(c, -1.0), 1.0)
+    if c >= 1.0:
+        return gauss_mean(lambda z: f(s * z) ** 2, s)
+    c = max(c, -1.0)
+    z, w = gauss_grid(s, MAX_GRID)
     u1 = s * z[:, None]
     u2 = s * (c * z[:, None] + math.sqrt(max(1.0 - c * c, 0.0)) * z[None, :])
-    return float(np.einsum("i,j,ij->", w, w, f(u1) * f(u2)))
+    return float(w @ (f(u1) * f(u2)) @ w)
 
 
-def correlation_fixed_point(act: str, sigma_w2: float, sigma_b2: float, q_star: float, c0: float = 0.5,
-                            tol: float = 1e-10, max_iter: int = 5000) -> float:
-    """c* of the correlation map at q*, iterated from ``c0`` (1 in the ordered phase)."""
+def correlation_fixed_point(act: str, sigma_w2: float, sigma_b2: float, q_star: float, tol: float = 1e-12) -> float:
+    """c* of the correlation map c -> [sigma_w^2 E[phi(u_1) phi(u_2)] + sigma_b^2] / q* at q*, by bisection
+    of F(c) - c on [0, 1): F is increasing with F(0) >= 0 and F(1) = 1, so in the chaotic phase (slope
+    chi_1 > 1 at c = 1) the stable fixed point is the crossing below 1. 1 when there is none (ordered)."""
     if not (q_star > 0 and math.isfinite(q_star)):
         return 1.0
-    c = c0
-    for _ in range(max_iter):
-        nxt = (sigma_w2 * pair_phi(act, q_star, c) + sigma_b2) / q_star
-        nxt = min(max(nxt, -1.0), 1.0)
-        if abs(nxt - c) < tol:
-            return nxt
-        c = nxt
-    return c
+    g = lambda c: (sigma_w2 * pair_phi(act, q_star, c) + sigma_b2) / q_star - c  # noqa: E731
+    lo, hi = 0.0, 1.0 - 1e-6
+    if g(hi) >= 0:
+        return 1.0
+    if g(lo) <= 0:
+        return 0.0
+    while hi - lo > tol:
+        mid = 0.5 * (lo + hi)
+        lo, hi = (mid, hi) if g(mid) > 0 else (lo, mid)
+    return 0.5 * (lo + hi)
 
 
 def depth_scale(chi: float) -> float:

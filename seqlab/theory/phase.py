@@ -6,7 +6,7 @@
 
 ``collect`` reads every run directory's config.yaml and summary.json into one JSON file of
 rows (sigma_w^2 = fan_in Var(W) from the init knobs, sigma_b^2, depth, final accuracy, the
-measured and predicted depth gain at init). ``plot`` draws the measured accuracy over the grid
+measured depth gain at init; the lines are computed afresh from seqlab.theory). ``plot`` draws the measured accuracy over the grid
 (Schoenholz et al. 2017, fig. 5), the order-to-chaos line chi_1 = 1 and the trainable-depth bound
 6 xi_c, both from ``seqlab.theory`` at the file's sigma_b^2, and prints where the measured
 boundary (accuracy at least ``--level``) sits against 6 xi_c at every sigma_w^2.
@@ -45,7 +45,7 @@ def collect(sweeps: list[Path]) -> dict:
                      "depth": model["num_layers"], "width": H, "steps": cfg["steps"], "lr": cfg["optim"]["lr"],
                      "status": summary.get("status"), "accuracy": summary.get("final_accuracy"),
                      "loss_over_baseline": summary.get("loss_over_baseline"),
-                     "measured_depth_gain": theory.get("measured_gain"), "predicted_depth_gain": theory.get("gain")})
+                     "measured_depth_gain": theory.get("measured_gain")})
     if not rows:
         raise SystemExit(f"seqlab: error: {' '.join(map(str, sweeps))}: no finished run directories")
     rows.sort(key=lambda r: (r["sigma_w2"], r["depth"]))
@@ -89,7 +89,7 @@ def plot(data: dict, path: Path, level: float) -> Path:
     for i, d in enumerate(depths):
         for j, s in enumerate(sws):
             if np.isfinite(acc[i, j]):
-                ax.text(s, d, f"{acc[i, j]:.2f}", ha="center", va="center", fontsize=6,
+                ax.text(s, d, f"{acc[i, j]:.2f}", ha="center", va="center", fontsize=7,
                         color="w" if acc[i, j] < 0.6 else "k")
     fine = np.exp(np.linspace(math.log(edges(sws)[0]), math.log(edges(sws)[-1]), 200))
     six = np.array([6 * feedforward(act, s, sb2).xi_c for s in fine])
@@ -100,7 +100,7 @@ def plot(data: dict, path: Path, level: float) -> Path:
     ax.set_yscale("log")
     ax.set_ylim(edges(depths)[0], edges(depths)[-1])
     ax.set_xlim(edges(sws)[0], edges(sws)[-1])
-    ax.set_xticks(sws, [f"{s:g}" for s in sws])
+    ax.set_xticks(sws, [f"{s:.3g}" for s in sws])
     ax.set_yticks(depths, [str(d) for d in depths])
     ax.minorticks_off()
     ax.set_xlabel("sigma_w^2 (W ~ N(0, sigma_w^2 / fan_in))")
