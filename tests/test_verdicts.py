@@ -139,3 +139,21 @@ def test_the_report_shows_the_verdicts_in_all_three_formats(tmp_path):
     bad = subprocess.run([sys.executable, "-m", "seqlab.report", str(sweep), "--by", "width"], cwd=tmp_path, env=env,
                          capture_output=True, text=True, timeout=300)
     assert bad.returncode == 2 and bad.stderr.startswith("seqlab.report: error: --by width: not a key of these runs")
+
+
+def test_the_verdict_table_goes_to_wandb_as_a_table(tmp_path, monkeypatch):
+    """--wandb: the verdict and per-lr tables as W&B Tables of an offline run (read back from its files)."""
+    from seqlab.report.verdicts import log_wandb_table
+
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    by = ["cell", "task", "seq_len"]
+    rows = aggregate(GRU + CORNN, by)
+    assert log_wandb_table(rows, by, tmp_path, "grid") is not None
+    (verdicts,) = tmp_path.glob("wandb/offline-run-*/files/media/table/verdicts_*.table.json")
+    table = json.loads(verdicts.read_text())
+    assert table["columns"][:5] == ["cell", "task", "seq_len", "N", "solved k/N"]
+    assert [row[0] for row in table["data"]] == ["cornn", "gru"]
+    assert table["data"][1][-1] == ROWS["gru"]["verdict"]
+    (grid,) = tmp_path.glob("wandb/offline-run-*/files/media/table/grid_*.table.json")
+    assert len(json.loads(grid.read_text())["data"]) == 6  # 2 settings x 3 lrs

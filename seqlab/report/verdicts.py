@@ -323,7 +323,8 @@ def notes(records: Sequence[dict]) -> list[str]:
 def plot_solved_vs_lr(rows: Sequence[dict], path, title: str = "", line_keys: Sequence[str] | None = None,
                       panel_keys: Sequence[str] = ("task", "seq_len")):
     """Solved fraction against learning rate: one line per cell (the keys other than the panel's), one
-    panel per task/T. None when there is nothing to draw."""
+    panel per task/T, each line nudged up or down by at most 0.012 x (lines / 2) so lines on the same values
+    stay visible. None when there is nothing to draw."""
     from pathlib import Path
 
     import matplotlib
@@ -349,8 +350,9 @@ def plot_solved_vs_lr(rows: Sequence[dict], path, title: str = "", line_keys: Se
                 continue
             pts = [p for p in r["points"] if p["n"]]
             label = " ".join(str(r["keys"][k]) for k in line_keys)
-            ax.plot([p["lr"] for p in pts], [p["fraction"] for p in pts], "o-", color=color[label], label=label,
-                    alpha=0.85, ms=4)
+            nudge = 0.012 * (lines.index(label) - (len(lines) - 1) / 2)  # lines on one value stay visible apart
+            ax.plot([p["lr"] for p in pts], [p["fraction"] + nudge for p in pts], "o-", color=color[label],
+                    label=label, alpha=0.85, ms=4)
         ax.set_xscale("log")
         ax.set_ylim(-0.05, 1.05)
         ax.set_title(", ".join(f"{'T' if k == 'seq_len' else k} = {v}" if k == "seq_len" else str(v)
