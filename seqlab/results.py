@@ -188,6 +188,10 @@ def cost_block(parts: list[dict]) -> str:
     rows = cost_rows(parts)
     if not rows:
         return "No result files yet under results/long_memory/."
+    live = [p for p in parts if any(r.get("early_stop") for r in p["records"])]
+    if len(live) > 1:  # the parts run with stopping on, together
+        (total,) = cost_rows([{"file": "all parts with stopping on", "records": [r for p in live for r in p["records"]]}])
+        rows.append([f"**{total[0]}**", *total[1:]])
     return ("Job-minutes of wall time (one thread per job, on this shared 2-core machine; the basic launcher "
             "runs a part's jobs one after another). 'Without stopping' scales each stopped run's own wall time "
             "by its budget over the steps it ran; a full-budget part replays the default rule (rungs 0.25, 0.5 "
