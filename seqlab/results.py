@@ -154,7 +154,7 @@ def cost_rows(parts: list[dict]) -> list[list[str]]:
     """Per part: runs, stopped, examples trained of the budget, wall time as run and without stopping
     (a stopped run's own rate x its whole budget), and for a full-budget part what the default rule
     (conf/early_stop/rungs.yaml) would have stopped, saved, and lost (runs it would have stopped that went
-    on to solve)."""
+    on to solve, or that ended under half the baseline without meeting the bar: still learning)."""
     rule = EarlyStop()
     out = []
     for p in parts:
@@ -175,9 +175,11 @@ def cost_rows(parts: list[dict]) -> list[list[str]]:
             would = [r for r in recs if stops[id(r)] is not None]
             saved = sum(r["steps"] - stops[id(r)] for r in would)
             lost = [r for r in would if r["solved"]]
+            learning = [r for r in would if not r["solved"] and (r["loss_over_baseline"] or 1) < 0.5]
+            cells = lambda rs: f" ({', '.join(sorted({str(r['keys']['cell']) for r in rs}))})" if rs else ""  # noqa: E731
             replay = (f"would stop {len(would)}/{len(recs)}, saving {saved / budget:.0%} of the examples; "
-                      f"{len(lost)} of them went on to solve" + (
-                          f" ({', '.join(sorted({str(r['keys']['cell']) for r in lost}))})" if lost else ""))
+                      f"{len(lost)} of them went on to solve{cells(lost)}, {len(learning)} more ended under half "
+                      f"the baseline{cells(learning)}")
         out.append([p["file"].rsplit("/", 1)[-1], str(len(recs)), f"{len(stopped)}",
                     f"{trained / budget:.0%}", f"{wall / 60:.0f} min", f"{full / 60:.0f} min",
                     f"{wall / full:.0%}" if full else "-", replay])

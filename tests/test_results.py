@@ -64,5 +64,6 @@ def test_the_cost_table_by_hand():
                                                                   rec(1, "finished", True, wall=100.0, early=early)]}
     (a, b) = R.cost_rows([full, live])
     assert a == ["full.json", "3", "0", "100%", "5 min", "5 min", "100%",
-                 "would stop 2/3, saving 40% of the examples; 1 of them went on to solve (gru)"]
+                 "would stop 2/3, saving 40% of the examples; 1 of them went on to solve (gru), 0 more ended under "
+                 "half the baseline"]
     assert b == ["live.json", "2", "1", "65%", "2 min", "3 min", "65%", "(stopping was on)"]
