@@ -188,6 +188,16 @@ def theory_numbers(s: Setting, axis: str) -> dict:
     return {"absent": reasons[0]} if reasons else {}
 
 
+def theory_curve(s: Setting, axis: str) -> np.ndarray | None:
+    """The predicted curve of a setting (the first seed's theory block: depth g(l)/g(last), time
+    g(k)/g(0)), None where the runs have none or the theory is absent."""
+    for r in s.runs:
+        block = ((r.summary or {}).get("theory") or {}).get(axis) or {}
+        if "curve" in block:
+            return np.array([x if isinstance(x, (int, float)) else np.nan for x in block["curve"]], dtype=float)
+    return None
+
+
 def theory_text(n: dict) -> str:
     """'; theory 0.571, gap +0.5%' | '; theory absent (reason)' | '' (no theory block in these runs)."""
     if n.get("theory_absent"):
@@ -265,8 +275,13 @@ def plot_init(claim: Claim, sweeps: dict[str, list[Setting]], path: Path) -> Pat
                 extra = f"{got[0][0]}: gain {num['gain']:.3g}/step"
             if g is None:
                 continue
+            if math.isfinite(num.get("theory", math.nan)):
+                extra += f", theory {num['theory']:.3g}"
             ax.plot(x, g, "-" if axis == "time" else ".-", color=cmap(j % 10), lw=1.3, ms=3,
                     label=f"{_label(s)}  ({extra})")
+            predicted = theory_curve(s, axis)
+            if predicted is not None and len(predicted) == len(g):
+                ax.plot(x, predicted, "--", color=cmap(j % 10), lw=1.0, alpha=0.9)
         ax.set_yscale("log")
         if axis == "depth":
             ax.set_xlabel("layer l (0 = next to the input)")
@@ -279,8 +294,8 @@ def plot_init(claim: Claim, sweeps: dict[str, list[Setting]], path: Path) -> Pat
         ax.axhline(1e-7, color="0.75", lw=0.7, ls=":")  # ~float32 resolution relative to 1
         ax.grid(True, alpha=0.3)
         ax.legend(fontsize=7, loc="best", frameon=False)
-    return _save(plt, fig, path, f"claim: {claim.statement}\n(geometric mean over seeds; dotted: 1e-7, about "
-                 "float32's relative precision)", dpi=110)
+    return _save(plt, fig, path, f"claim: {claim.statement}\n(geometric mean over seeds; dashed: mean-field "
+                 "prediction at init (docs/theory.md); dotted: 1e-7, about float32's relative precision)", dpi=110)
 
 
 def plot_training(claim: Claim, sweeps: dict[str, list[Setting]], path: Path) -> Path:

@@ -99,3 +99,16 @@ def test_init_numbers_put_the_theory_beside_the_measured_gain_or_its_reason():
     s = Setting(items={}, label="x", runs=[run(0, 0.6, {"absent": "LSTM: not here"})])
     assert claims.theory_text(claims.init_numbers(s, "depth", "h_l0")) == "; theory absent (LSTM: not here)"
     assert claims.theory_text(claims.init_numbers(Setting(items={}, label="x", runs=[_run(0)]), "depth", "h_l0")) == ""
+
+
+def test_the_init_figure_draws_the_predicted_curve_dashed(tmp_path):
+    L = 4
+    probe = {"steps": np.array([0]), "depth_h_lag0": (0.5 ** (L - 1 - np.arange(L)))[None],
+             "depth_gain_h_lag0": np.array([0.5]), "depth_attenuation_decades_h_lag0": np.array([0.9])}
+    r = _run(0, probe)
+    r.summary["theory"] = {"depth": {"gain": 0.5, "curve": [0.125, 0.25, 0.5, 1.0]}}
+    s = Setting(items={}, label="x", runs=[r])
+    assert claims.theory_curve(s, "depth").tolist() == [0.125, 0.25, 0.5, 1.0]
+    assert claims.theory_curve(s, "time") is None
+    claim = claims.CLAIMS["decay"]
+    assert claims.plot_init(claim, {"depth": [s]}, tmp_path / "c.png").stat().st_size > 0
