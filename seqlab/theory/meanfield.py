@@ -354,8 +354,9 @@ def residual_chis(act: str, sigma_w2: float, sigma_b2: float, q1: float, layers:
     product of the means: zero for tanh, not for relu), and per layer
     ||dL/dx_l||^2 = (1 + sigma_w^2 E[phi'(sqrt(q^l) z)^2]) ||dL/dx_{l+1}||^2 (the skip and the branch
     add independently). There is no single rate: for tanh q grows and the factor tends to 1
-    (their polynomial dynamics); for relu it stays 1 + sigma_w^2 / 2. Entry 0 (no skip) is layer 0's
-    plain chi."""
+    (their polynomial dynamics); for relu the recursion says 1 + sigma_w^2 / 2, but measured deep ReLU
+    residual nets grow faster (the accumulated mean couples the masks to W: docs/theory.md), so
+    ``predict`` offers this for zero-mean activations only. Entry 0 (no skip) is layer 0's plain chi."""
     activation(act)
     out = []
     q = float(q1)
