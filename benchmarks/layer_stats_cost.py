@@ -1,6 +1,6 @@
 """What the per-layer learning-speed statistics (seqlab.probe.layer_stats) add to a training step.
 
-    python benchmarks/layer_stats_cost.py               # the README's numbers (about a minute on 2 cores)
+    python benchmarks/layer_stats_cost.py               # docs/probe.md's numbers (about a minute on 2 cores)
     python benchmarks/layer_stats_cost.py --repeats 50
 
 A training step as train.py takes it (forward, loss, backward, measure, clip, Adam step),

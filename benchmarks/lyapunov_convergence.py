@@ -1,6 +1,6 @@
 """How many steps the Lyapunov spectrum needs to converge, on the lab's reference cases.
 
-    python benchmarks/lyapunov_convergence.py                 # the README's table (~5 min on one thread)
+    python benchmarks/lyapunov_convergence.py                 # docs/probe.md's table (~5 min on one thread)
     python benchmarks/lyapunov_convergence.py --cases nonnormal rnn_tanh --steps 200 2000
 
 For each case and each (warm-up, averaged steps) it prints the top exponent lambda1, its

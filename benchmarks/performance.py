@@ -1,6 +1,6 @@
 """seqlab's performance against the loops a researcher writes by hand (issue 7).
 
-    python benchmarks/performance.py             # the README's tables (~14 minutes on 2 idle CPU cores)
+    python benchmarks/performance.py             # docs/benchmarks.md's tables (~14 minutes on 2 idle CPU cores)
     python benchmarks/performance.py --parts train --threads 2 --merge   # add 2-thread rows to that JSON
     python benchmarks/performance.py --quick     # smoke run on tiny sizes (tests/test_benchmarks.py)
 

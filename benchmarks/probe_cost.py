@@ -1,6 +1,6 @@
 """What one probe costs next to one training step, and what the Lyapunov spectrum costs.
 
-    python benchmarks/probe_cost.py                # the README's table (a few minutes on 2 cores)
+    python benchmarks/probe_cost.py                # docs/benchmarks.md's table (a few minutes on 2 cores)
     python benchmarks/probe_cost.py --repeats 3 --models rnn
 
 Rows (median over --repeats, after one warm-up call each, flush_denormal on as in train.py):

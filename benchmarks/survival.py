@@ -1,4 +1,4 @@
-"""Runs that survive: the adversarial round behind the README's "Runs that survive" counts.
+"""Runs that survive: the adversarial round behind docs/guide.md's "Runs that survive" counts.
 
     python benchmarks/survival.py [--kills 20] [--out survival.json]
 

@@ -11,7 +11,7 @@ is an ordinary sweep (``python -m seqlab -m +experiment=claim_...``); this comma
 sweeps (into ``--root``, default ``multirun/claims/``; a sweep already there is read, not
 rerun, unless ``--rerun``), reads the run directories back with ``seqlab.report`` and draws
 one figure per claim with a depth panel and a time panel, and prints the numbers the
-README's verdict is read from.
+notebook's verdict (docs/notebook.md) is read from.
 
 Two kinds of claim:
   * ``init``: the probe at initialization (steps = 0). Depth panel: g(l) / g(L-1), the

@@ -36,7 +36,7 @@ class RunDirError(ConfigError):
 
 try:
     import fcntl
-except ImportError:  # not POSIX: no locking (documented in the README)
+except ImportError:  # not POSIX: no locking (documented in docs/guide.md)
     fcntl = None
 
 

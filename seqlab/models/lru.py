@@ -31,7 +31,7 @@ for k = 1, 2, 4, ... (only powers of |lambda| < 1 appear, so it is as stable as
 the loop); a test holds ``scan`` equal to the step path. The knob ``scan`` picks the
 path of ``forward``: loop (the step path) | parallel (that scan) | chunked (the
 two-level scan of seqlab.models.scan on complex coefficients) | auto, the fastest
-measured for the device (benchmarks/scan_paths.py; README, "Recurrences on their
+measured for the device (benchmarks/scan_paths.py; docs/benchmarks.md, "Recurrences on their
 fastest path"): the loop on CPU, where the scan's T log T work loses.
 """
 from __future__ import annotations

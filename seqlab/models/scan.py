@@ -36,7 +36,7 @@ METHODS = ("loop", "chunked", "parallel", "log")
 LINEAR = ("loop", "chunked", "parallel")  # the methods that take any real or complex a, b
 Auto = dict[str, tuple[tuple[float, str], ...]]  # device type -> ((longest T, method), ...), first match
 # ``scan: auto``: the fastest path measured per device (benchmarks/scan_paths.py, T = 200, 1000, 5000,
-# forward + backward; results in benchmarks/results/scan_paths-*.json; README, "Recurrences on their
+# forward + backward; results in benchmarks/results/scan_paths-*.json; docs/benchmarks.md, "Recurrences on their
 # fastest path"). The default; a cell overrides it with its own measurements (minGRU, minLSTM, LRU).
 AUTO: Auto = {"cpu": ((math.inf, "loop"),),
               "cuda": ((math.inf, "chunked"),)}  # selective SSM on an H100: fastest at T = 1000, 5000

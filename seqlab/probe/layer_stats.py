@@ -14,7 +14,7 @@ the training loop gets, for every parameter group g of ``parameter_groups`` ('l0
 These are one step's values at the log step, not window means (``train/grad_norm``, the
 global pre-clip norm, stays the mean over the log window, as before). The loop calls
 ``measure`` once per step, after the backward and before clipping; the update half is
-filled in by an optimizer step hook. Measured cost: see the README (a few parameter
+filled in by an optimizer step hook. Measured cost: see docs/probe.md (a few parameter
 copies and norms on logged steps only; nothing on the others).
 """
 from __future__ import annotations

@@ -79,7 +79,7 @@ class ProbeSettings:
     def lyapunov_due(self, step: int, first: bool, last: bool) -> bool:
         """Whether the probe at ``step`` computes the spectrum: the first and the last probe of a
         run, and every ``lyapunov_every`` updates when that is set (the long spectrum costs
-        ~5-20 training steps; README, "Lyapunov exponents")."""
+        ~5-20 training steps; docs/probe.md, "Lyapunov exponents")."""
         return self.lyapunov_k > 0 and (first or last or (self.lyapunov_every > 0 and step % self.lyapunov_every == 0))
 
 
