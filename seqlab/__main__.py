@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import os
 import sys
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import hydra
 from omegaconf import DictConfig, OmegaConf
@@ -19,18 +21,49 @@ from .checks import ConfigError
 from .preflight import fail, preflight  # noqa: F401  (also the entry of python -m seqlab.probe)
 from .sweep import QuietStderr, job_failed
 
+if TYPE_CHECKING:
+    from .train import RunInfo
+
 EXIT_DIVERGED = 3
 
 
 @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="config")
 def run(cfg: DictConfig) -> float:
     """One Hydra job: train and return the final eval loss (for sweepers)."""
+    from .rundir import RunLock, accept
+    from .train import Diverged, Preempted, train
+
+    job = current_job(cfg)
+    info = job.info
+    lock = RunLock(info.run_dir, shared=True)
+    try:
+        lock.acquire()  # before anything is written there: a second run into this directory leaves it as it was
+        info.on_accept = lambda: accept(info.run_dir, cfg)  # once train() accepts the directory: .hydra/, stale temps
+        outcome = train(cfg, info)
+    except (ConfigError, OSError, Preempted, Diverged, KeyboardInterrupt) as e:
+        outcome = e
+    finally:
+        lock.release()
+    return report(job, outcome)
+
+
+@dataclass
+class Job:
+    """What one Hydra job knows about itself (read from HydraConfig while it is the current job)."""
+
+    info: "RunInfo"
+    multirun: bool
+    num: int | None
+    overrides: str
+    sweep_dir: Path | None
+
+
+def current_job(cfg: DictConfig) -> Job:
+    """The current Hydra job's run information: its directory, name, sweep and setting."""
     from hydra.core.hydra_config import HydraConfig
     from hydra.types import RunMode
 
-    from .rundir import RunLock, accept, resume_command, shown
-    from .tracking import sync_hint
-    from .train import Diverged, Preempted, RunInfo, format_summary, train
+    from .train import RunInfo
 
     hc = HydraConfig.get()
     multirun = hc.mode == RunMode.MULTIRUN
@@ -38,34 +71,41 @@ def run(cfg: DictConfig) -> float:
     info = RunInfo(run_dir=Path(hc.runtime.output_dir), name=_run_name(cfg, choices, hc.job.override_dirname),
                    group=_sweep_group(hc) if multirun else None, choices=choices,
                    setting=_run_name(cfg, choices, _without(hc.job.override_dirname, SEEDLESS)))
-    lock = RunLock(info.run_dir, shared=True)
-    try:
-        lock.acquire()  # before anything is written there: a second run into this directory leaves it as it was
-        info.on_accept = lambda: accept(info.run_dir, cfg)  # once train() accepts the directory: .hydra/, stale temps
-        summary = train(cfg, info)
-    except ConfigError as e:  # also a run directory that cannot be used (seqlab.rundir.RunDirError)
+    return Job(info, multirun, hc.job.num if multirun else None, _overrides(hc),
+               Path(hc.sweep.dir) if multirun else None)
+
+
+def report(job: Job, outcome) -> float:
+    """What a job says when it ends (``outcome``: its summary, or what ended it) and its return value,
+    the final eval loss; a failed job of a sweep raises ``JobFailed`` (one line), a failed single run
+    exits with its code. A member of a population (hydra/launcher=batched) ends here too."""
+    from .rundir import resume_command, shown
+    from .tracking import sync_hint
+    from .train import Diverged, Preempted, format_summary
+
+    info, multirun = job.info, job.multirun
+    if isinstance(outcome, ConfigError):  # also a run directory that cannot be used (seqlab.rundir.RunDirError)
         if multirun:  # this job is marked failed (one line, no traceback); the sweep goes on
-            raise job_failed(hc.job.num, _overrides(hc), "failed", e, info.run_dir) from None
-        fail(str(e))
-    except OSError as e:  # the run directory became unwritable mid-run (full disk, read-only mount)
-        print(f"seqlab: error: {info.run_dir}: cannot write ({e.strerror or type(e).__name__}); rerun once "
-              f"it is writable to continue from the last checkpoint", file=sys.stderr)
+            raise job_failed(job.num, job.overrides, "failed", outcome, info.run_dir) from None
+        fail(str(outcome))
+    if isinstance(outcome, OSError):  # the run directory became unwritable mid-run (full disk, read-only mount)
+        print(f"seqlab: error: {info.run_dir}: cannot write ({outcome.strerror or type(outcome).__name__}); rerun "
+              f"once it is writable to continue from the last checkpoint", file=sys.stderr)
         raise SystemExit(1) from None
-    except Preempted as e:  # the whole process stops (a sweep too); the printed command resumes it
-        again = resume_command(sys.argv[1:], info.run_dir, Path(hc.sweep.dir) if multirun else None)
-        print(f"seqlab: {info.name}: {e}. Resume with: {again}", file=sys.stderr)
-        raise SystemExit(128 + e.signum) from None
-    except KeyboardInterrupt:  # a second SIGINT while the first one's checkpoint or summary was being written
+    if isinstance(outcome, Preempted):  # the whole process stops (a sweep too); the printed command resumes it
+        again = resume_command(sys.argv[1:], info.run_dir, job.sweep_dir)
+        print(f"seqlab: {info.name}: {outcome}. Resume with: {again}", file=sys.stderr)
+        raise SystemExit(128 + outcome.signum) from None
+    if isinstance(outcome, KeyboardInterrupt):  # a second SIGINT while the first one's checkpoint or summary was written
         print(f"seqlab: {info.name}: interrupted at once by a second SIGINT; rerun the same command to continue "
               f"from the last checkpoint in {shown(info.run_dir)}", file=sys.stderr)
         raise SystemExit(130) from None
-    except Diverged as e:
+    if isinstance(outcome, Diverged):
         if multirun:  # this job is marked failed (one line, no traceback); the sweep goes on
-            raise job_failed(hc.job.num, _overrides(hc), "diverged", e, info.run_dir) from None
-        print(f"seqlab: {info.name}: diverged: {e}; summary in {info.run_dir}/summary.json", file=sys.stderr)
+            raise job_failed(job.num, job.overrides, "diverged", outcome, info.run_dir) from None
+        print(f"seqlab: {info.name}: diverged: {outcome}; summary in {info.run_dir}/summary.json", file=sys.stderr)
         raise SystemExit(EXIT_DIVERGED) from None
-    finally:
-        lock.release()
+    summary = outcome
     if summary.get("already_finished"):
         ended = (f"stopped early at step {summary.get('stopped_at_step')}" if summary.get("status") == "stopped"
                  else f"finished all {summary['steps']} steps")

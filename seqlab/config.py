@@ -128,7 +128,7 @@ KNOBS: dict[str, Rule] = {
     "logger.init_timeout": Real(0, 3600, open="lo"), "logger.quiet": Flag(),
     # hydra's launchers and sweepers (conf/hydra/launcher/, conf/hparams_search/): checked for a multirun
     "hydra.launcher.n_jobs": Int(1, MAX_THREADS, also=(-1,), note="-1 = one per CPU core"),
-    "hydra.launcher.verbose": Int(0),
+    "hydra.launcher.verbose": Int(0), "hydra.launcher.max_members": Int(1),  # max_members: hydra/launcher=batched
     "hydra.launcher.backend": OneOf("loky", "multiprocessing", "threading", "sequential", null=True),  # joblib's
     "hydra.launcher.prefer": OneOf("processes", "threads", null=True), "hydra.launcher.require": OneOf("sharedmem", null=True), "hydra.launcher.timeout_min": Int(1),
     "hydra.launcher.cpus_per_task": Int(1, MAX_THREADS, null=True), "hydra.launcher.gpus_per_node": Int(0, null=True),

@@ -165,16 +165,17 @@ def check_fresh(run_dir: Path, tool: str = "the probe") -> None:
                           f"choose an empty one")
 
 
-def write_hydra_record(run_dir: Path, cfg) -> None:
+def write_hydra_record(run_dir: Path, cfg, hydra_cfg=None) -> None:
     """Hydra's record of this job (``.hydra/config.yaml``, ``hydra.yaml``, ``overrides.yaml``, what Hydra
     itself would write), written by seqlab once it holds the run's lock (conf/config.yaml sets
-    ``hydra.output_subdir: null``), atomically and never through a link."""
+    ``hydra.output_subdir: null``), atomically and never through a link. ``hydra_cfg``: the job's Hydra
+    config when it is not the current one (a population's members, hydra/launcher=batched)."""
     from hydra.core.hydra_config import HydraConfig
     from omegaconf import OmegaConf
 
     from .files import write_text
 
-    hydra_cfg = HydraConfig.instance().cfg
+    hydra_cfg = hydra_cfg if hydra_cfg is not None else HydraConfig.instance().cfg
     if hydra_cfg is None or hydra_cfg.hydra.output_subdir is not None:  # Hydra wrote it (or not under Hydra)
         return
     where = Path(run_dir) / HYDRA_RECORD
@@ -202,11 +203,11 @@ def remove_stale_tmp(run_dir: Path) -> list[str]:
     return removed
 
 
-def accept(run_dir: Path, cfg) -> None:
+def accept(run_dir: Path, cfg, hydra_cfg=None) -> None:
     """What an entry point does once a run directory is this run's (the lock held, the run accepted):
     clear what a killed writer left, write Hydra's record."""
     remove_stale_tmp(run_dir)
-    write_hydra_record(run_dir, cfg)
+    write_hydra_record(run_dir, cfg, hydra_cfg)
 
 
 def check_run_dir_value(run_dir: str | None, key: str = "hydra.run.dir") -> None:

@@ -332,8 +332,9 @@ class WandbTracker:
         mode = mode or os.environ.get("WANDB_MODE") or "offline"
         _ensure_writable_wandb_dirs(run_dir)
         settings = dict(silent=True) if quiet else {}
+        # create_new: several W&B runs live at once in one process (a population's members, seqlab.population)
         kwargs = dict(project=project, entity=entity, dir=str(run_dir), config=config, name=name,
-                      group=group, job_type=job_type, tags=list(tags), reinit="finish_previous",
+                      group=group, job_type=job_type, tags=list(tags), reinit="create_new",
                       id=resume_id, resume="allow" if resume_id else None)
         timeout = init_timeout if mode == "online" else max(init_timeout, OFFLINE_INIT_TIMEOUT)
         self.run = None

@@ -1,6 +1,10 @@
 """The one training loop, in plain order:
 batch -> forward -> loss -> backward -> (non-finite check) -> clip -> step -> (floss, eval, probe, checkpoint, log).
 
+The loop runs one run, or a population of same-shaped runs (``train_members``; seqlab.population):
+then the forward and backward are batched along a leading member dimension and every other line is
+each member's own (its data, clipping, optimizer, non-finite policy, evaluations, probe, checkpoint).
+
 Only this module and ``__main__`` see the Hydra config. Glossary: B batch,
 T time, O outputs.
 
@@ -35,6 +39,7 @@ from .config import build_floss, build_optimizer, build_probe, setup
 from .flossing import make_flossing
 from .lengths import length_row, length_summary, length_tasks
 from .models import SequenceModel
+from .population import Population
 from .probe import ProbeHistory, probe
 from .probe.layer_stats import LayerStats
 from .probe.plots import GRID_PNG, figure_title, plot_grid, write_plots
@@ -161,249 +166,404 @@ def evaluate(model: SequenceModel, task: Task, batch: Batch) -> tuple[float, flo
 
 def train(cfg: DictConfig, info: RunInfo) -> dict:
     """Train, evaluate and record one run (resuming from its checkpoint if it has one); returns its
-    summary. The run directory is locked for the life of the run (one writer at a time)."""
-    run_dir = Path(info.run_dir)
-    lock = RunLock(run_dir, shared=True).acquire()  # joins the entry point's hold, if it took one
+    summary. The run directory is locked for the life of the run (one writer at a time). A run that
+    diverges, is preempted or fails raises, after its summary is written."""
+    [result] = train_members([cfg], [info])
+    if isinstance(result, BaseException):
+        raise result
+    return result
+
+
+def train_members(cfgs: list[DictConfig], infos: list[RunInfo]) -> list[dict | BaseException]:
+    """Train runs through the one loop: one run alone, or several same-shaped runs (configs that differ
+    only in seed, learning rate and init; ``seqlab.population``) as one population whose forward and
+    backward are batched along a leading member dimension. Each run keeps everything else of its own
+    (data stream, clipping, optimizer, divergence, evaluations, probe, checkpoint, directory, W&B run).
+
+    Returns each run's summary, or what ended it (``Diverged``, or the one-line error of a run that
+    could not start); a signal (``Preempted``) or an unexpected error ends every run and is raised."""
     stop = StopFlag()
+    batched = len(cfgs) > 1
+    members: list[Member] = []
     try:
-        return _train(cfg, info, run_dir, stop)
+        for cfg, info in zip(cfgs, infos):
+            member = Member(cfg, info, batched)
+            try:
+                member.open()
+            except (ConfigError, OSError) as e:  # this run cannot start (a population's others go on)
+                member.close()
+                if not batched:
+                    raise
+                member.result = e
+            members.append(member)
+        live = [m for m in members if m.result is None]
+        population = Population([m.model for m in live]) if batched and live else None
+        with stop:
+            _train(live, stop, population)
     except Preempted:
         stop.restore()
-        lock.release(force=True)  # the requeued job (stop.chain) must find the directory free
+        for m in members:
+            m.close(force=True)  # the requeued job (stop.chain) must find the directory free
         stop.chain()  # e.g. submitit requeues the job, which then finds the directory free
         raise
     finally:
         stop.restore()
-        lock.release()
+        for m in members:
+            m.close()
+    return [m.result for m in members]
 
 
-def _train(cfg: DictConfig, info: RunInfo, run_dir: Path, stop: "StopFlag") -> dict:
-    device, task, model = setup(cfg)
-    optimizer = build_optimizer(cfg, model)
-    flossing = make_flossing(build_floss(cfg), cfg, model, task)  # None unless floss=...: then nothing changes
-    params = list(model.parameters())
+def _train(live: list["Member"], stop: StopFlag, population: "Population | None") -> None:
+    """The loop, over the live members (a single run: one, on its fast path; a population: its forward
+    and backward batched, every other line per member). A member that diverges ends where it diverges
+    and leaves ``live``; the others go on."""
+    if not live:
+        return
+    steps = live[0].steps  # a population's members share every knob but seed, learning rate and init
     try:
-        early_stop = early_stop_rule(cfg.get("early_stop"))  # None: every run trains its whole budget
-    except ValueError as e:
-        raise ConfigError(str(e)) from None
+        for m in [m for m in live if m.saved is None]:
+            m.guard(live, m.start)
+        if not live:  # every member diverged at step 0
+            return
+        first = min(m.state.step for m in live) + 1
+        lead = live[0]
+        bar = Progress(steps, first - 1, lead.name if population is None else f"{len(live)} runs",
+                       enabled=lead.cfg.progress)
+        tick = time.perf_counter()
+        for step in range(first, steps + 1):
+            group = [m for m in live if m.state.step < step]  # a member resumed from a later step waits
+            if not group:
+                continue
+            batches = [m.task.make_batch(m.batch_size, m.data_gen, m.device) for m in group]
+            loss_steps = lead.task.loss_steps
+            if population is None:  # (B, T, O), read out at the loss steps only
+                outputs = [lead.model(batches[0].inputs, steps=loss_steps)]
+            else:  # (M, B, T, O): one batched forward over every member's own batch and weights
+                outputs = population([m.model for m in group], torch.stack([b.inputs for b in batches]),
+                                     loss_steps).unbind(0)
+            losses = [m.task.loss(out, b) for m, out, b in zip(group, outputs, batches)]
+            for m in group:
+                m.optimizer.zero_grad(set_to_none=True)
+            # members' losses are independent, so the sum's gradient is each member's own
+            (losses[0] if len(losses) == 1 else torch.stack(losses).sum()).backward()
+            norms = []
+            for m in group:
+                m.layer_stats.measure(step)  # due steps: per-layer raw gradient norms; update ratios after the step
+                # Pre-clip global norm, each member's own (clip_grad_norm_ returns it; inf max_norm = measure only).
+                norms.append(torch.nn.utils.clip_grad_norm_(m.params, m.max_norm))
+                if m.clip_value is not None:  # after the norm above is measured (it is logged pre-clip)
+                    torch.nn.utils.clip_grad_value_(m.params, m.clip_value)
+            values = torch.stack([*(loss.detach() for loss in losses), *norms]).tolist()  # one sync per step
+            for m, loss_value, norm_value in zip(group, values, values[len(group):]):
+                m.guard(live, m.update, step, loss_value, norm_value)
 
-    def due(step: int) -> bool:  # steps that log a train row (and feed the next eval row)
-        return step % cfg.log_every == 0 or step % cfg.eval_every == 0 or step == cfg.steps
+            due = [m for m in group if m in live and m.due(step)]
+            elapsed = time.perf_counter() - tick
+            for m in group:
+                if m in live:
+                    m.guard(live, m.after_step, step, elapsed if m in due else None)
+            if due:
+                tick = time.perf_counter()
+                bar.update(step, loss=lead.last_train_loss if population is None else None)
+            else:
+                bar.update(step)
+            for m in group:
+                if m in live and m.probe_settings and (step % m.probe_settings.every == 0 or step == steps):
+                    tick += m.guard(live, m.do_probe, step, step == steps) or 0.0
+            for m in group:
+                if m in live and (step % m.checkpoint_every == 0 or stop.signum is not None):
+                    m.save_checkpoint()
+            if stop.signum is not None:
+                raise Preempted(stop.signum, step)
+            if not live:
+                break
+        bar.close()
+        for m in list(live):
+            m.save_checkpoint()
+            m.end(None)
+            live.remove(m)
+    except BaseException as e:
+        for m in live:
+            m.end(e)
+        raise
 
-    layer_stats = LayerStats(model, optimizer, due)  # per-layer gradient norms and update ratios
-    data_gen = torch.Generator(device=device).manual_seed(cfg.seed)
-    eval_batch = task.eval_batch(cfg.eval_size, torch.Generator().manual_seed(cfg.eval_seed)).to(device)
-    other_lengths = length_tasks(cfg, task, device)  # eval_lengths: the task at other lengths (seqlab.lengths)
 
-    config = OmegaConf.to_container(cfg, resolve=True)
-    config["choices"] = dict(info.choices)
-    ckpt_path = run_dir / checkpoint.CHECKPOINT_NAME
-    saved, state = restore(ckpt_path, config, cfg, model, optimizer, data_gen, device)
-    if saved is not None:
-        done = finished_summary(run_dir, state, cfg)
-        if done is not None:
-            return done  # a rerun of a finished run: its results stay as they are
-        state.segments += 1
-        if flossing and "floss" in saved:
-            flossing.load_state_dict(saved["floss"])
-    if info.on_accept is not None:  # e.g. Hydra's record (.hydra/), written only into a directory this run owns
-        info.on_accept()
-    name = saved.get("name", info.name) if saved else info.name
-    probe_settings = build_probe(cfg)
-    probe_path = run_dir / "probe.npz"
-    probes = load_probes(probe_path, task, state) if probe_settings and saved else ProbeHistory(task.lag)
-    probes.drop_lyapunov(lambda i, step: probe_settings.lyapunov_due(step, first=i == 0, last=step == cfg.steps))
-    recorder = RunRecorder(run_dir, config, keep_until_step=state.step if saved else None,
-                           expected_rows=state.evals if saved else None)
-    tracker = (_make_tracker(cfg, info, config, task, name, saved) if cfg.logger else None) or NullTracker()
+class Member:
+    """One run inside the loop: its config, model, optimizer, data stream, record and tracker.
 
-    # The gradient probe: its own fixed batch and generator, so training is the same with it on or off.
-    probe_batch = probe_settings.make_batch(task, device) if probe_settings else None
-    length = cfg.seq_len if "seq_len" in cfg.task else task.total_len  # digits, random_labels: their own T
-    summary = {"status": "running", "name": name, "task": task.name, "seq_len": length, "seed": cfg.seed,
-               "baseline": task.baseline, "lag": task.lag,
-               "lag_distribution": lag_distribution(task, eval_batch),  # the answers' lags (probe's lag axis)
-               "solved": False, "solved_step": None, "steps": cfg.steps,
-               **{k: v for k, v in info.choices.items() if k not in ("probe", "logger")}}
-    if saved is not None:
-        summary["resumed_from_step"] = state.step
-    exit_code, probe_time = 1, 0.0
-    start, wall_before = time.perf_counter(), state.wall_time
+    A single run is a population of one. In a population (``batched``) the members share only the
+    batched forward and backward; everything here stays each member's own, so each writes exactly what
+    it would write alone."""
 
-    def save_checkpoint() -> None:
-        state.wall_time = wall_before + time.perf_counter() - start
-        checkpoint.save(ckpt_path, {
-            "config": config, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-            "data_rng": data_gen.get_state(), "rng": checkpoint.rng_state(device), "loop": asdict(state),
-            "name": name, "setting": (saved or {}).get("setting", info.setting),
+    def __init__(self, cfg: DictConfig, info: RunInfo, batched: bool = False):
+        self.cfg, self.info, self.batched = cfg, info, batched
+        self.run_dir = Path(info.run_dir)
+        self.lock: RunLock | None = None
+        self.result: dict | BaseException | None = None  # set when the run ends (or had already finished)
+        self.saved: dict | None = None
+        self.last_train_loss: float | None = None
+        self.probe_time = 0.0
+        self.exit_code = 1
+        self.ended = False
+
+    def due(self, step: int) -> bool:  # steps that log a train row (and feed the next eval row)
+        return step % self.log_every == 0 or step % self.eval_every == 0 or step == self.steps
+
+    def open(self) -> None:
+        """Lock the run directory, build the run's parts and restore its checkpoint; a run that had
+        already finished all its steps gets its summary as ``result`` and is not trained."""
+        cfg, info, run_dir = self.cfg, self.info, self.run_dir
+        self.lock = RunLock(run_dir, shared=True).acquire()  # joins the entry point's hold, if it took one
+        # the knobs the loop reads at every step, as plain values (a DictConfig lookup costs ~10 us)
+        self.steps, self.batch_size, self.log_every = cfg.steps, cfg.batch_size, cfg.log_every
+        self.eval_every, self.checkpoint_every = cfg.eval_every, cfg.checkpoint_every
+        self.max_norm = cfg.grad_clip or math.inf
+        self.clip_value = cfg.get("grad_clip_value")
+        self.device, self.task, self.model = device, task, model = setup(cfg)
+        self.rng = checkpoint.rng_state(device)  # the global RNG after this run's init (what a lone run saves)
+        self.optimizer = optimizer = build_optimizer(cfg, model)
+        self.flossing = make_flossing(build_floss(cfg), cfg, model, task)  # None unless floss=...
+        self.params = list(model.parameters())
+        try:
+            self.early_stop = early_stop_rule(cfg.get("early_stop"))  # None: every run trains its whole budget
+        except ValueError as e:
+            raise ConfigError(str(e)) from None
+        self.layer_stats = LayerStats(model, optimizer, self.due)  # per-layer gradient norms and update ratios
+        self.data_gen = torch.Generator(device=device).manual_seed(cfg.seed)
+        self.eval_batch = task.eval_batch(cfg.eval_size, torch.Generator().manual_seed(cfg.eval_seed)).to(device)
+        self.other_lengths = length_tasks(cfg, task, device)  # eval_lengths: the task at other lengths (seqlab.lengths)
+
+        self.config = config = OmegaConf.to_container(cfg, resolve=True)
+        config["choices"] = dict(info.choices)
+        self.ckpt_path = run_dir / checkpoint.CHECKPOINT_NAME
+        self.saved, self.state = saved, state = restore(self.ckpt_path, config, cfg, model, optimizer,
+                                                        self.data_gen, device)
+        if saved is not None:
+            self.rng = saved["rng"]
+            done = finished_summary(run_dir, state, cfg)
+            if done is not None:
+                self.result = done  # a rerun of a finished run: its results stay as they are
+                return
+            state.segments += 1
+            if self.flossing and "floss" in saved:
+                self.flossing.load_state_dict(saved["floss"])
+        if info.on_accept is not None:  # e.g. Hydra's record (.hydra/), written only into a directory this run owns
+            info.on_accept()
+        self.name = name = saved.get("name", info.name) if saved else info.name
+        self.probe_settings = probe_settings = build_probe(cfg)
+        self.probe_path = run_dir / "probe.npz"
+        self.probes = probes = (load_probes(self.probe_path, task, state) if probe_settings and saved
+                                else ProbeHistory(task.lag))
+        probes.drop_lyapunov(lambda i, step: probe_settings.lyapunov_due(step, first=i == 0, last=step == cfg.steps))
+        self.recorder = RunRecorder(run_dir, config, keep_until_step=state.step if saved else None,
+                                    expected_rows=state.evals if saved else None)
+        self.tracker = (_make_tracker(cfg, info, config, task, name, saved) if cfg.logger else None) or NullTracker()
+
+        # The gradient probe: its own fixed batch and generator, so training is the same with it on or off.
+        self.probe_batch = probe_settings.make_batch(task, device) if probe_settings else None
+        length = cfg.seq_len if "seq_len" in cfg.task else task.total_len  # digits, random_labels: their own T
+        self.summary = {"status": "running", "name": name, "task": task.name, "seq_len": length, "seed": cfg.seed,
+                        "baseline": task.baseline, "lag": task.lag,
+                        "lag_distribution": lag_distribution(task, self.eval_batch),  # the probe's lag axis
+                        "solved": False, "solved_step": None, "steps": cfg.steps,
+                        **{k: v for k, v in info.choices.items() if k not in ("probe", "logger")}}
+        if saved is not None:
+            self.summary["resumed_from_step"] = state.step
+        self.started, self.wall_before = time.perf_counter(), state.wall_time
+
+    def close(self, force: bool = False) -> None:
+        if self.lock is not None:
+            self.lock.release(force=force)
+            self.lock = None
+
+    def guard(self, live: list["Member"], action, *args):
+        """``action(*args)``; a divergence (or an early stop) there ends this member (its summary written)
+        and takes it out of ``live``; the others go on."""
+        try:
+            return action(*args)
+        except (Diverged, Stopped) as e:
+            live.remove(self)
+            self.end(e)
+            return None
+
+    def start(self) -> None:
+        """A fresh run's step 0: flossing (if on), the first evaluation and probe."""
+        self.do_floss(0)
+        self.do_eval(0, {})
+        if self.probe_settings:
+            self.do_probe(0, final=self.cfg.steps == 0)
+
+    def update(self, step: int, loss_value: float, norm_value: float) -> None:
+        """The optimizer's step for this member, or (non-finite loss or gradient) its policy: skip the
+        update, or stop the run as diverged."""
+        state, cfg = self.state, self.cfg
+        if not (math.isfinite(loss_value) and math.isfinite(norm_value)):
+            state.step = step
+            what = "loss" if not math.isfinite(loss_value) else "gradient"
+            state.skipped += 1  # on_nonfinite=skip: drop this update
+            self.optimizer.zero_grad(set_to_none=True)
+            if cfg.on_nonfinite == "stop" or too_many_skipped(state.skipped, step, cfg):
+                self.summary.update(diverged_step=step, diverged_loss=loss_value,
+                                    last_finite_grad_norm=state.last_finite_norm)
+                raise Diverged(f"non-finite {what} at step {step} (last finite grad norm "
+                               f"{state.last_finite_norm:.4g})" + (
+                                   f"; {state.skipped} of {step} updates skipped, past "
+                                   f"skip_limit={cfg.skip_limit}" if cfg.on_nonfinite == "skip" else ""))
+        else:
+            self.optimizer.step()
+            state.last_finite_norm = norm_value
+            state.window_loss += loss_value
+            state.window_norm += norm_value
+            state.window_n += 1
+        state.step = step
+
+    def after_step(self, step: int, elapsed: float | None) -> None:
+        """Flossing when due; on a logged step (``elapsed``: training seconds since the last one) the
+        train row, and the evaluation when due."""
+        state, cfg = self.state, self.cfg
+        self.do_floss(step)
+        if elapsed is None:
+            return
+        state.train_time += elapsed
+        n = max(state.window_n, 1)
+        train_row = {"train/loss": state.window_loss / n if state.window_n else math.nan,
+                     "train/grad_norm": state.window_norm / n if state.window_n else math.nan,
+                     **self.layer_stats.row}
+        tracked = {"step": step, **train_row}  # skipped updates and speed: summary.json and W&B summary
+        self.last_train_loss = train_row["train/loss"]
+        state.window_loss = state.window_norm = 0.0
+        state.window_n = 0
+        if step % self.eval_every == 0 or step == self.steps:
+            self.do_eval(step, train_row, tracked)  # one W&B row: training window and evaluation
+        else:
+            self.tracker.log(tracked)
+
+    def save_checkpoint(self) -> None:
+        state, saved, tracker = self.state, self.saved, self.tracker
+        state.wall_time = self.wall_before + time.perf_counter() - self.started
+        checkpoint.save(self.ckpt_path, {
+            "config": self.config, "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+            "data_rng": self.data_gen.get_state(),
+            # a population's members share the process's global RNG: each keeps the state its own init left
+            "rng": self.rng if self.batched else checkpoint.rng_state(self.device), "loop": asdict(state),
+            "name": self.name, "setting": (saved or {}).get("setting", self.info.setting),
             **({"wandb_id": tracker.run_id, "wandb_step": tracker.step} if tracker.run_id else
                {k: saved[k] for k in ("wandb_id", "wandb_step") if saved and k in saved}),
-            **({"floss": flossing.state_dict()} if flossing else {}),
+            **({"floss": self.flossing.state_dict()} if self.flossing else {}),
         })
 
-    def do_eval(step: int, extra: dict, tracked: dict | None = None) -> None:
+    def do_eval(self, step: int, extra: dict, tracked: dict | None = None) -> None:
         """Evaluate; one metrics.jsonl row (with ``extra``, the training window) and one tracker row
         (with ``tracked`` too: the training row of this step, so W&B gets one row per step)."""
-        loss, acc = evaluate(model, task, eval_batch)
+        state, task = self.state, self.task
+        loss, acc = evaluate(self.model, task, self.eval_batch)
         if not math.isfinite(loss):
-            summary.update(diverged_step=step, diverged_loss=loss, last_finite_grad_norm=state.last_finite_norm)
+            self.summary.update(diverged_step=step, diverged_loss=loss, last_finite_grad_norm=state.last_finite_norm)
             raise Diverged(f"non-finite evaluation loss at step {step}")
-        row = {"step": step, "eval/loss": loss, "eval/accuracy": acc,
-               "eval/loss_over_baseline": loss / task.baseline, **length_row(model, other_lengths, evaluate), **extra}
-        recorder.metrics(row)
+        row = {"step": step, "eval/loss": loss, "eval/accuracy": acc, "eval/loss_over_baseline": loss / task.baseline,
+               **length_row(self.model, self.other_lengths, evaluate), **extra}
+        self.recorder.metrics(row)
         state.evals += 1
-        tracker.log({**row, **(tracked or {})})
+        self.tracker.log({**row, **(tracked or {})})
         if state.solved_step is None and task.solved(loss, acc):
             state.solved_step = step
         state.last_eval = row
+        early_stop, cfg = self.early_stop, self.cfg
         reason = early_stop.check(step, cfg.steps, cfg.eval_every, loss / task.baseline) if early_stop else None
         if reason is not None and state.solved_step is None:
             raise Stopped(reason)
 
-    def do_floss(step: int) -> None:
+    def do_floss(self, step: int) -> None:
         """Gradient flossing when an episode is due (seqlab/flossing.py): before training, at step 0.
         Its rows go to the tracker and summary.json (metrics.jsonl holds the evaluations only)."""
-        row = flossing(step) if flossing else None
+        row = self.flossing(step) if self.flossing else None
         if row is not None:
-            tracker.log(row)
-            summary["flossing"] = flossing.rows
+            self.tracker.log(row)
+            self.summary["flossing"] = self.flossing.rows
 
-    def do_probe(step: int, final: bool = False) -> float:
+    def do_probe(self, step: int, final: bool = False) -> float:
         """Probe the gradient through time; returns the seconds it took (not training time)."""
-        nonlocal probe_time
         t0 = time.perf_counter()
-        result = probe(model, task, probe_batch, probe_settings,
-                       lyapunov=probe_settings.lyapunov_due(step, first=len(probes) == 0, last=final))
+        probes, settings, task = self.probes, self.probe_settings, self.task
+        result = probe(self.model, task, self.probe_batch, settings,
+                       lyapunov=settings.lyapunov_due(step, first=len(probes) == 0, last=final))
         probes.append(step, result)
         if step == 0 and probes.theory is None:  # the mean-field prediction beside the probe at init
-            probes.theory = beside_probe(model, config.get("model"), task, probe_batch, probe_settings, result, step)
-            tracker.log({"step": step, **theory_scalars(probes.theory)})
-        probes.save(probe_path)
-        state.probes = len(probes)
+            probes.theory = beside_probe(self.model, self.config.get("model"), task, self.probe_batch, settings,
+                                         result, step)
+            self.tracker.log({"step": step, **theory_scalars(probes.theory)})
+        probes.save(self.probe_path)
+        self.state.probes = len(probes)
         labels = (("init",) if step == 0 else ()) + (("final",) if final else ())
-        log_probe(tracker, step, result, labels, task.lag, _grid_image(probes, info, tracker, probe_settings))
-        state.last_probe = {"step": step, **result.summary()}
-        probe_time += time.perf_counter() - t0
+        log_probe(self.tracker, step, result, labels, task.lag,
+                  _grid_image(probes, self.info, self.tracker, settings))
+        self.state.last_probe = {"step": step, **result.summary()}
+        self.probe_time += time.perf_counter() - t0
         return time.perf_counter() - t0
 
-    try:
-        with stop:
-            if saved is None:
-                do_floss(0)
-                do_eval(0, {})
-                if probe_settings:
-                    do_probe(0, final=cfg.steps == 0)
-            bar = Progress(cfg.steps, state.step, name, enabled=cfg.progress)
-            tick = time.perf_counter()
-            for step in range(state.step + 1, cfg.steps + 1):
-                batch = task.make_batch(cfg.batch_size, data_gen, device)
-                outputs = model(batch.inputs, steps=task.loss_steps)  # (B, T, O), read out at the loss steps only
-                loss = task.loss(outputs, batch)
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                layer_stats.measure(step)  # due steps: per-layer raw gradient norms; update ratios after the step
-                # Pre-clip global norm (clip_grad_norm_ returns it; inf max_norm = measure only).
-                norm = torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip or math.inf)
-                if cfg.get("grad_clip_value") is not None:  # after the norm above is measured (it is logged pre-clip)
-                    torch.nn.utils.clip_grad_value_(params, cfg.grad_clip_value)
-                loss_value, norm_value = torch.stack([loss.detach(), norm]).tolist()  # one sync per step
-                if not (math.isfinite(loss_value) and math.isfinite(norm_value)):
-                    state.step = step
-                    what = "loss" if not math.isfinite(loss_value) else "gradient"
-                    state.skipped += 1  # on_nonfinite=skip: drop this update
-                    optimizer.zero_grad(set_to_none=True)
-                    if cfg.on_nonfinite == "stop" or too_many_skipped(state.skipped, step, cfg):
-                        summary.update(diverged_step=step, diverged_loss=loss_value,
-                                       last_finite_grad_norm=state.last_finite_norm)
-                        raise Diverged(f"non-finite {what} at step {step} (last finite grad norm "
-                                       f"{state.last_finite_norm:.4g})" + (
-                                           f"; {state.skipped} of {step} updates skipped, past "
-                                           f"skip_limit={cfg.skip_limit}" if cfg.on_nonfinite == "skip" else ""))
-                else:
-                    optimizer.step()
-                    state.last_finite_norm = norm_value
-                    state.window_loss += loss_value
-                    state.window_norm += norm_value
-                    state.window_n += 1
-                state.step = step
+    def end(self, error: BaseException | None) -> None:
+        """Write what this run ended with (``error`` None: finished) into its summary, figures and
+        tracker; ``result`` is then the summary, or the error. Once only: a kill inside it is not re-ended."""
+        if self.ended:
+            return
+        self.ended = True
+        summary, state, cfg, task = self.summary, self.state, self.cfg, self.task
+        try:
+            if error is None:
+                summary.update(result_summary(state, task, cfg), parameters=sum(p.numel() for p in self.params),
+                               device=str(self.device))
+                self.exit_code = 0
+            elif isinstance(error, Stopped):  # a hopeless grid point: its results so far, as status "stopped"
+                self.save_checkpoint()
+                summary.update(result_summary(state, task, cfg), status="stopped", stopped_at_step=state.step,
+                               stop_reason=str(error), parameters=sum(p.numel() for p in self.params),
+                               device=str(self.device))
+                self.exit_code = 0
+            elif isinstance(error, Preempted):
+                summary.update(status="preempted", error=str(error), stopped_at_step=state.step)
+                self.tracker.mark_preempting()
+                self.exit_code = 128 + error.signum
+            elif isinstance(error, Diverged):
+                summary.update(status="diverged", error=str(error))
+                if self.probe_settings:  # the gradient through time at the step it blew up (parameters not yet updated)
+                    try:
+                        self.do_probe(state.step, final=True)
+                    except Exception as probe_error:  # noqa: BLE001 - the divergence is what gets reported
+                        summary["probe_error"] = f"{type(probe_error).__name__}: {probe_error}".splitlines()[0]
+            elif isinstance(error, KeyboardInterrupt):  # a second SIGINT: stop at once (the last checkpoint stays)
+                summary.update(status="interrupted", error="stopped at once by a second SIGINT",
+                               stopped_at_step=state.step)
+            else:
+                summary.update(status="failed", error=f"{type(error).__name__}: {error}".splitlines()[0])
+        finally:
+            self.result = summary if error is None or isinstance(error, Stopped) else error
+            self._finish()
 
-                do_floss(step)
-                if due(step):
-                    state.train_time += time.perf_counter() - tick
-                    n = max(state.window_n, 1)
-                    train_row = {"train/loss": state.window_loss / n if state.window_n else math.nan,
-                                 "train/grad_norm": state.window_norm / n if state.window_n else math.nan,
-                                 **layer_stats.row}
-                    tracked = {"step": step, **train_row}  # skipped updates and speed: summary.json and W&B summary
-                    bar.update(step, loss=train_row["train/loss"])
-                    state.window_loss = state.window_norm = 0.0
-                    state.window_n = 0
-                    if step % cfg.eval_every == 0 or step == cfg.steps:
-                        do_eval(step, train_row, tracked)  # one W&B row: training window and evaluation
-                    else:
-                        tracker.log(tracked)
-                    tick = time.perf_counter()
-                else:
-                    bar.update(step)
-                if probe_settings and (step % probe_settings.every == 0 or step == cfg.steps):
-                    tick += do_probe(step, final=step == cfg.steps)
-                if step % cfg.checkpoint_every == 0 or stop.signum is not None:
-                    save_checkpoint()
-                if stop.signum is not None:
-                    raise Preempted(stop.signum, state.step)
-            bar.close()
-            save_checkpoint()
-        summary.update(result_summary(state, task, cfg), parameters=sum(p.numel() for p in params),
-                       device=str(device))
-        exit_code = 0
-        return summary
-    except Stopped as e:  # a hopeless grid point: its results so far, as status "stopped"
-        save_checkpoint()
-        summary.update(result_summary(state, task, cfg), status="stopped", stopped_at_step=state.step,
-                       stop_reason=str(e), parameters=sum(p.numel() for p in params), device=str(device))
-        exit_code = 0
-        return summary
-    except Preempted as e:
-        summary.update(status="preempted", error=str(e), stopped_at_step=state.step)
-        tracker.mark_preempting()
-        exit_code = 128 + e.signum
-        raise
-    except Diverged as e:
-        summary.update(status="diverged", error=str(e))
-        if probe_settings:  # the gradient through time at the step it blew up (parameters not yet updated)
-            try:
-                do_probe(state.step, final=True)
-            except Exception as probe_error:  # noqa: BLE001 - the divergence is what gets reported
-                summary["probe_error"] = f"{type(probe_error).__name__}: {probe_error}".splitlines()[0]
-        raise
-    except KeyboardInterrupt:  # a second SIGINT: stop at once (the last checkpoint is where a rerun resumes)
-        summary.update(status="interrupted", error="stopped at once by a second SIGINT", stopped_at_step=state.step)
-        raise
-    except BaseException as e:
-        summary.update(status="failed", error=f"{type(e).__name__}: {e}".splitlines()[0])
-        raise
-    finally:
+    def _finish(self) -> None:
+        summary, state, tracker = self.summary, self.state, self.tracker
         summary.update(solved=state.solved_step is not None, solved_step=state.solved_step,
-                       wall_time_s=wall_before + time.perf_counter() - start, segments=state.segments,
+                       wall_time_s=self.wall_before + time.perf_counter() - self.started, segments=state.segments,
                        skipped_updates=state.skipped)  # also when it diverged under on_nonfinite=skip
         if state.last_probe is not None:
             summary["probe"] = state.last_probe
-        if other_lengths and state.last_eval:
-            summary["length_eval"] = length_summary(state.last_eval, other_lengths)
-        if probe_settings and probes.theory is not None:
-            summary["theory"] = probes.theory
-        if probe_settings:
-            summary["probe_time_s"] = probe_time
-            if probe_settings.plots and len(probes):
-                _probe_figures(probes, info, tracker, figure_title(task.name, info.choices.get("model"),
-                                                                    cfg.seq_len if task.total_len > 1 else None,
-                                                                    probes.n_layers))
+        if self.other_lengths and state.last_eval:
+            summary["length_eval"] = length_summary(state.last_eval, self.other_lengths)
+        settings = self.probe_settings
+        if settings and self.probes.theory is not None:
+            summary["theory"] = self.probes.theory
+        if settings:
+            summary["probe_time_s"] = self.probe_time
+            if settings.plots and len(self.probes):
+                _probe_figures(self.probes, self.info, tracker,
+                               figure_title(self.task.name, self.info.choices.get("model"),
+                                            self.cfg.seq_len if self.task.total_len > 1 else None,
+                                            self.probes.n_layers))
         summary["wandb_run"] = tracker.run_id
         try:
-            recorder.summary(summary)
+            self.recorder.summary(summary)
         finally:  # the W&B run is finished even when the run directory has become unwritable
-            tracker.summary(results_only(summary, config))
-            tracker.finish(exit_code=exit_code)
+            tracker.summary(results_only(summary, self.config))
+            tracker.finish(exit_code=self.exit_code)
 
 
 def too_many_skipped(skipped: int, step: int, cfg: DictConfig) -> bool:

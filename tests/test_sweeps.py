@@ -186,7 +186,7 @@ def test_preflight_accepts_launcher_and_sweeper_overrides(argv, tmp_path, monkey
 
 
 @pytest.mark.parametrize("argv, message", [
-    (["-m", "hydra/launcher=nope"], "hydra/launcher=nope: unknown hydra/launcher; allowed: basic, joblib, parallel"),
+    (["-m", "hydra/launcher=nope"], "hydra/launcher=nope: unknown hydra/launcher; allowed: basic, batched, joblib, parallel"),
         (["-m", "hydra/launcher=paralel"], "unknown hydra/launcher (did you mean parallel?)"),
     (["-m", "hydra/sweeper=optuna", "optim.lr=interval(-1, 1e-2)"], "optim.lr=-1.0: must be a finite number > 0"),
     (["-m", "model=glob(*)", "seq_len=1"], "seq_len=1"),

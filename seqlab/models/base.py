@@ -21,6 +21,13 @@ from torch import nn
 
 Taps = dict[str, torch.Tensor]  # state name -> (B, T, H) zeros that require grad
 
+# A population (seqlab.population): M same-shaped models trained as one. Their parameters arrive
+# stacked along a leading member dimension M (a weight (M, G, D), a bias (M, G)) and every tensor the
+# step path computes gains that leading dimension: (M, B, T, D) in, (M, B, H) states. A layer's step
+# path works for both when it reads its weights through ``matmul`` and its vectors through ``vector``
+# and indexes time and features from the end (time is dim -2, features -1); for one model (2-D
+# weights) these are exactly the ops it ran before.
+
 
 TapFn = Callable[[str, torch.Tensor], torch.Tensor]  # (state name, state) -> state + tap
 State = tuple[torch.Tensor, ...]  # one (B, H) tensor per name in state_names; h first
@@ -28,6 +35,28 @@ State = tuple[torch.Tensor, ...]  # one (B, H) tensor per name in state_names; h
 
 def no_tap(name: str, state: torch.Tensor) -> torch.Tensor:
     return state
+
+
+def matmul(x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """``x @ weight.T``: one model, weight (G, D) and x (..., D); a population, weight (M, G, D) and
+    x (M, ..., D), each member's rows through its own weight (one batched matmul)."""
+    if weight.dim() == 2:
+        return x @ weight.T
+    flat = x.reshape(x.shape[0], -1, x.shape[-1])  # (M, N, D)
+    return (flat @ weight.mT).view(*x.shape[:-1], weight.shape[-2])  # (M, ..., G)
+
+
+def vector(v: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """A bias or gain (G,) as it adds to ``like`` (..., G); a population's (M, G) as (M, 1, ..., G)."""
+    return v if v.dim() == 1 else v.view(v.shape[0], *[1] * (like.dim() - 2), v.shape[-1])
+
+
+def linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
+    """``nn.Linear``'s map (F.linear, bit for bit, for one model), member by member for a population."""
+    if weight.dim() == 2:
+        return torch.nn.functional.linear(x, weight, bias)
+    y = matmul(x, weight)
+    return y if bias is None else y + vector(bias, y)
 
 
 class RecurrentLayer(nn.Module):
@@ -41,6 +70,9 @@ class RecurrentLayer(nn.Module):
     """
 
     state_names: ClassVar[tuple[str, ...]] = ("h",)
+    # Why this layer cannot train as a population member (stacked weights through ``forward_steps``),
+    # or None when it can; a layer whose step path is written for a leading member dim sets None.
+    population_unsupported: ClassVar[str | None] = "its step path has no member dimension yet"
     # True: ``forward(x, steps=...)`` returns the output at those steps only, (B, L, H), and the sequence
     # model asks for just the loss steps from its last layer (no stack of all T outputs to read one)
     outputs_at_steps: ClassVar[bool] = False
@@ -64,7 +96,11 @@ class RecurrentLayer(nn.Module):
         return self.hidden_size
 
     def initial_state(self, x: torch.Tensor) -> State:
-        return tuple(x.new_zeros(x.shape[0], self.state_size(name)) for name in self.state_names)  # (B, S)
+        return tuple(x.new_zeros(*x.shape[:-2], self.state_size(name)) for name in self.state_names)  # (B, S)
+
+    def population_support(self) -> str | None:
+        """None when this layer, as configured, can be a population member; else why not (one line)."""
+        return self.population_unsupported
 
     def forward(self, x: torch.Tensor, steps: torch.Tensor | None = None) -> torch.Tensor:
         """Fast path. Default: the step path (for layers with no fused kernel). ``steps`` is passed
@@ -77,8 +113,8 @@ class RecurrentLayer(nn.Module):
         ``steps`` (L,) increasing: keep the output at those steps only, (B, L, H)."""
         # unbind, not u[:, t]: the backward of T slices would write T full-size
         # zero gradients (O(T^2) memory traffic); unbind's backward is one stack.
-        drive = self.input_drive(x).unbind(1)  # T x (B, G)
-        tap_steps = None if taps is None else {k: v.unbind(1) for k, v in taps.items()}  # T x (B, H)
+        drive = self.input_drive(x).unbind(-2)  # T x (B, G)
+        tap_steps = None if taps is None else {k: v.unbind(-2) for k, v in taps.items()}  # T x (B, H)
         state = self.initial_state(x)
         keep = None if steps is None else set(steps.tolist())
         out = []
@@ -87,7 +123,7 @@ class RecurrentLayer(nn.Module):
             state = self.step_at(t, u_t, state, tap_t)
             if keep is None or t in keep:
                 out.append(state[0])
-        return torch.stack(out, dim=1)  # (B, T, H), or (B, L, H)
+        return torch.stack(out, dim=-2)  # (B, T, H), or (B, L, H)
 
     def step_at(self, t: int, u_t: torch.Tensor, state: State, tap: TapFn = no_tap) -> State:
         """Step ``t`` of the step path. Default: ``step``, the same map at every t; a layer whose

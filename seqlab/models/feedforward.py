@@ -42,7 +42,7 @@ from torch import nn
 
 from ..checks import check_choice
 from .activations import ACTIVATIONS, Activation
-from .base import RecurrentLayer, State, TapFn, no_tap
+from .base import RecurrentLayer, State, TapFn, linear, no_tap
 from .init import MATRIX_INITS, init_matrix
 
 NORMS = ("none", "batch", "layer")
@@ -80,6 +80,8 @@ class RowBatchNorm(nn.BatchNorm1d):
 class FeedforwardLayer(RecurrentLayer):
     """h = f(N(W x + b)) at every step, no state carried: (B, T, D) -> (B, T, H)."""
 
+    population_unsupported = None  # W and b may be stacked (seqlab.population), with norm=none
+
     def __init__(self, input_size: int, hidden_size: int, activation: str = "relu", init: str = "default",
                  gain: float = 1.0, norm: str = "none"):
         super().__init__(input_size, hidden_size)
@@ -90,9 +92,12 @@ class FeedforwardLayer(RecurrentLayer):
         self.linear = nn.Linear(input_size, hidden_size, bias=self.norm is None)  # W, b
         init_matrix(self.linear.weight, init, gain)
 
+    def population_support(self) -> str | None:
+        return f"norm={type(self.norm).__name__}: its statistics have no member dimension" if self.norm else None
+
     def input_drive(self, x: torch.Tensor) -> torch.Tensor:
         """(B, T, D) -> (B, T, H): the normalized pre-activations N(W x + b) of every position."""
-        z = self.linear(x)  # (B, T, H)
+        z = linear(x, self.linear.weight, self.linear.bias)  # (B, T, H)
         return z if self.norm is None else self.norm(z)
 
     def step(self, u_t: torch.Tensor, state: State, tap: TapFn = no_tap) -> State:

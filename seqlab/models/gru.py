@@ -23,7 +23,7 @@ import torch
 from torch import nn
 
 from ..checks import check, is_number
-from .base import RecurrentLayer, State, TapFn, no_tap
+from .base import RecurrentLayer, State, TapFn, matmul, no_tap, vector
 from .init import chrono_bias, init_matrix, init_recurrent, set_gate_bias
 from .norm import GateNorm, check_layer_norm
 
@@ -31,6 +31,7 @@ GATE_Z = 1  # torch's gate order r, z, n
 
 
 class GRULayer(RecurrentLayer):
+    population_unsupported = None  # the step path takes stacked weights (seqlab.population)
     def __init__(self, input_size: int, hidden_size: int, init: str = "default",
                  recurrent_gain: float = 1.0, update_bias: float | None = None,
                  chrono: bool = False, chrono_tmax: float | None = None, layer_norm: bool = False):
@@ -52,6 +53,9 @@ class GRULayer(RecurrentLayer):
             self.norm_x, self.norm_h = GateNorm(3, H), GateNorm(3, H)
         self.layer_norm = layer_norm
 
+    def population_support(self) -> str | None:
+        return "layer_norm: its norms have no member dimension" if self.layer_norm else None
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.layer_norm:
             return self.forward_steps(x)
@@ -59,18 +63,18 @@ class GRULayer(RecurrentLayer):
 
     def input_drive(self, x: torch.Tensor) -> torch.Tensor:
         m = self.gru
-        wx = x @ m.weight_ih_l0.T  # (B, T, 3H)
+        wx = matmul(x, m.weight_ih_l0)  # (B, T, 3H)
         if self.layer_norm:
             wx = self.norm_x(wx)
-        return wx + m.bias_ih_l0  # (B, T, 3H); b_hh stays inside r * (.)
+        return wx + vector(m.bias_ih_l0, wx)  # (B, T, 3H); b_hh stays inside r * (.)
 
     def step(self, u_t: torch.Tensor, state: State, tap: TapFn = no_tap) -> State:
         (h,) = state
-        wh = h @ self.gru.weight_hh_l0.T  # (B, 3H)
+        wh = matmul(h, self.gru.weight_hh_l0)  # (B, 3H)
         if self.layer_norm:
             wh = self.norm_h(wh)
-        ur, uz, un = u_t.chunk(3, dim=1)  # each (B, H)
-        wr, wz, wn = (wh + self.gru.bias_hh_l0).chunk(3, dim=1)
+        ur, uz, un = u_t.chunk(3, dim=-1)  # each (B, H)
+        wr, wz, wn = (wh + vector(self.gru.bias_hh_l0, wh)).chunk(3, dim=-1)
         r, z = torch.sigmoid(ur + wr), torch.sigmoid(uz + wz)
         n = torch.tanh(un + r * wn)
         return (tap("h", (1 - z) * n + z * h),)

@@ -24,7 +24,7 @@ import torch
 from torch import nn
 
 from ..checks import check, is_number
-from .base import RecurrentLayer, State, TapFn, no_tap
+from .base import RecurrentLayer, State, TapFn, matmul, no_tap, vector
 from .init import chrono_bias, init_matrix, init_recurrent, set_gate_bias
 from .norm import GateNorm, check_layer_norm
 
@@ -33,6 +33,7 @@ GATE_I, GATE_F = 0, 1  # torch's gate order i, f, g, o
 
 class LSTMLayer(RecurrentLayer):
     state_names = ("h", "c")
+    population_unsupported = None  # the step path takes stacked weights (seqlab.population)
 
     def __init__(self, input_size: int, hidden_size: int, init: str = "default",
                  recurrent_gain: float = 1.0, forget_bias: float | None = None,
@@ -58,6 +59,9 @@ class LSTMLayer(RecurrentLayer):
             self.norm_x, self.norm_h, self.norm_c = GateNorm(4, H), GateNorm(4, H), GateNorm(1, H)
         self.layer_norm = layer_norm
 
+    def population_support(self) -> str | None:
+        return "layer_norm: its norms have no member dimension" if self.layer_norm else None
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.layer_norm:
             return self.forward_steps(x)
@@ -65,17 +69,17 @@ class LSTMLayer(RecurrentLayer):
 
     def input_drive(self, x: torch.Tensor) -> torch.Tensor:
         m = self.lstm
-        wx = x @ m.weight_ih_l0.T  # (B, T, 4H)
+        wx = matmul(x, m.weight_ih_l0)  # (B, T, 4H)
         if self.layer_norm:
             wx = self.norm_x(wx)
-        return wx + m.bias_ih_l0 + m.bias_hh_l0  # (B, T, 4H)
+        return wx + vector(m.bias_ih_l0, wx) + vector(m.bias_hh_l0, wx)  # (B, T, 4H)
 
     def step(self, u_t: torch.Tensor, state: State, tap: TapFn = no_tap) -> State:
         h, c = state
-        wh = h @ self.lstm.weight_hh_l0.T  # (B, 4H)
+        wh = matmul(h, self.lstm.weight_hh_l0)  # (B, 4H)
         if self.layer_norm:
             wh = self.norm_h(wh)
-        i, f, g, o = (u_t + wh).chunk(4, dim=1)  # each (B, H)
+        i, f, g, o = (u_t + wh).chunk(4, dim=-1)  # each (B, H)
         c = tap("c", torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g))
         h = tap("h", torch.sigmoid(o) * torch.tanh(self.norm_c(c) if self.layer_norm else c))
         return h, c

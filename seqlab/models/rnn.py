@@ -17,7 +17,7 @@ from torch import nn
 
 from ..checks import check_choice
 from .activations import ACTIVATIONS
-from .base import RecurrentLayer, State, TapFn, no_tap
+from .base import RecurrentLayer, State, TapFn, matmul, no_tap, vector
 from .init import init_matrix, init_recurrent
 from .norm import GateNorm, check_layer_norm
 
@@ -25,6 +25,7 @@ FUSED = ("tanh", "relu")  # nonlinearities torch.nn.RNN implements
 
 
 class RNNLayer(RecurrentLayer):
+    population_unsupported = None  # the step path takes stacked weights (seqlab.population)
     def __init__(self, input_size: int, hidden_size: int, activation: str = "tanh",
                  init: str = "default", recurrent_gain: float = 1.0, layer_norm: bool = False):
         super().__init__(input_size, hidden_size)
@@ -37,6 +38,9 @@ class RNNLayer(RecurrentLayer):
         self.f = ACTIVATIONS[activation]
         self.norm = GateNorm(1, hidden_size) if check_layer_norm(layer_norm) else None
 
+    def population_support(self) -> str | None:
+        return "layer_norm: its norm has no member dimension" if self.norm is not None else None
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.activation in FUSED and self.norm is None:
             return self.rnn(x)[0]  # (B, T, H)
@@ -44,13 +48,14 @@ class RNNLayer(RecurrentLayer):
 
     def input_drive(self, x: torch.Tensor) -> torch.Tensor:
         r = self.rnn
+        wx = matmul(x, r.weight_ih_l0)  # (B, T, H)
         if self.norm is not None:
-            return x @ r.weight_ih_l0.T  # (B, T, H); the biases come after the norm
-        return x @ r.weight_ih_l0.T + r.bias_ih_l0 + r.bias_hh_l0  # (B, T, H)
+            return wx  # the biases come after the norm
+        return wx + vector(r.bias_ih_l0, wx) + vector(r.bias_hh_l0, wx)  # (B, T, H)
 
     def step(self, u_t: torch.Tensor, state: State, tap: TapFn = no_tap) -> State:
         (h,) = state
-        a = u_t + h @ self.rnn.weight_hh_l0.T  # (B, H)
+        a = u_t + matmul(h, self.rnn.weight_hh_l0)  # (B, H)
         if self.norm is not None:
             a = self.norm(a) + self.rnn.bias_ih_l0 + self.rnn.bias_hh_l0
         return (tap("h", self.f(a)),)

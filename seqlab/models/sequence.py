@@ -36,7 +36,7 @@ import torch
 from torch import nn
 
 from ..checks import check, check_choice, check_int
-from .base import RecurrentLayer, Taps
+from .base import RecurrentLayer, Taps, linear
 from .feedforward import NORMS, make_norm
 from .init import MATRIX_INITS, init_matrix
 
@@ -69,6 +69,17 @@ class SequenceModel(nn.Module):
         """Smallest batch this model can train on: 2 when a module uses batch statistics."""
         return 2 if any(getattr(m, "batch_statistics", False) for m in self.modules()) else 1
 
+    def population_support(self) -> str | None:
+        """None when this model can train as a member of a population (seqlab.population), else why
+        not, in one line: its step path must take stacked weights with a leading member dimension."""
+        if len(self.between):
+            return f"between={type(self.between[0]).__name__}: its norm has no member dimension"
+        for layer in self.layers:
+            why = layer.population_support()
+            if why is not None:
+                return f"{type(layer).__name__}: {why}"
+        return None
+
     @property
     def state_names(self) -> tuple[str, ...]:
         return self.layers[0].state_names
@@ -88,7 +99,7 @@ class SequenceModel(nn.Module):
         ~10% of a tanh-RNN training step at T=200, H=128 on CPU (benchmarks/performance.py).
         """
         check_choice("path", path, PATHS)
-        T, last = x.shape[1], len(self.layers) - 1
+        T, last = x.shape[-2], len(self.layers) - 1
         few = steps is not None and len(steps) < T and taps is None and path != "step"
         sliced = False  # x holds the loss steps only: (B, L, H)
         for i, layer in enumerate(self.layers):
@@ -103,11 +114,12 @@ class SequenceModel(nn.Module):
             else:
                 y = layer(z)  # (B, T, H)
             x = x + y if self.residual and i > 0 else y
+        readout = self.readout  # a population's readout weight is (M, O, H): ``linear`` maps member by member
         if steps is None or len(steps) == T:
-            return self.readout(x)  # (B, T, O)
+            return linear(x, readout.weight, readout.bias)  # (B, T, O)
         steps = steps.to(x.device)
-        y = self.readout(x if sliced else x[:, steps])  # (B, L, O)
-        return y.new_zeros(x.shape[0], T, y.shape[-1]).index_copy(1, steps, y)  # (B, T, O)
+        y = linear(x if sliced else x[..., steps, :], readout.weight, readout.bias)  # (B, L, O)
+        return y.new_zeros(*x.shape[:-2], T, y.shape[-1]).index_copy(-2, steps, y)  # (B, T, O)
 
     @torch.no_grad()
     def project_(self) -> None:

@@ -1,0 +1,132 @@
+"""``hydra/launcher=batched``: a multirun whose same-shaped jobs train together, one population each.
+
+    python -m seqlab -m hydra/launcher=batched model=gru seed=0,1,2,3,4,5,6,7 optim.lr=1e-3,3e-3
+
+The launcher composes every job's config as Hydra's basic launcher does, then groups the jobs whose
+configs differ only in batchable knobs (seed, learning rate, init scheme and scale, gate-bias inits:
+``seqlab.population.BATCHABLE``) and whose model can take a member dimension. Each group (up to
+``max_members`` jobs) trains as one population in one process (``seqlab.train.train_members``); a job
+that cannot join a group runs as usual, through the same task function as under the basic launcher,
+after one line saying why. Every job still gets its own directory, with Hydra's ``.hydra/`` files and
+everything a run alone writes, and its own line and return value (a diverged member fails only its own
+job). ``n_jobs`` > 1 runs that many groups at once, each in a worker process (joblib's loky, as
+``hydra/launcher=parallel``).
+"""
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+from typing import Any, Sequence
+
+from hydra.core.singleton import Singleton
+from hydra.core.utils import JobReturn, JobStatus, configure_log, filter_overrides, run_job, setup_globals
+from hydra.plugins.launcher import Launcher
+from hydra.types import HydraContext, TaskFunction
+from omegaconf import DictConfig, open_dict
+
+log = logging.getLogger(__name__)
+
+
+class BatchedLauncher(Launcher):
+    def __init__(self, max_members: int = 64, n_jobs: int = 1, verbose: int = 0, **_: Any) -> None:
+        self.max_members, self.n_jobs, self.verbose = max_members, n_jobs, verbose
+        self.config: DictConfig | None = None
+        self.task_function: TaskFunction | None = None
+        self.hydra_context: HydraContext | None = None
+
+    def setup(self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig) -> None:
+        self.config, self.hydra_context, self.task_function = config, hydra_context, task_function
+
+    def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:
+        from seqlab.population import batchable, group_key
+
+        setup_globals()
+        assert self.config is not None and self.hydra_context is not None and self.task_function is not None
+        configure_log(self.config.hydra.hydra_logging, self.config.hydra.verbose)
+        Path(str(self.config.hydra.sweep.dir)).mkdir(parents=True, exist_ok=True)
+        jobs, groups, alone = [], {}, []
+        for i, overrides in enumerate(job_overrides):
+            idx = initial_job_idx + i
+            cfg = self.hydra_context.config_loader.load_sweep_config(self.config, list(overrides))
+            with open_dict(cfg):
+                cfg.hydra.job.id = idx
+                cfg.hydra.job.num = idx
+            jobs.append((idx, list(overrides), cfg))
+            why = batchable(cfg)
+            if why is None:
+                groups.setdefault(group_key(cfg), []).append(len(jobs) - 1)
+            else:
+                alone.append((len(jobs) - 1, why))
+        plan: list[list[int]] = []
+        for members in groups.values():
+            plan += [members[i:i + self.max_members] for i in range(0, len(members), self.max_members)]
+        for j, why in alone:
+            print(f"seqlab: job {jobs[j][0]} ({' '.join(filter_overrides(jobs[j][1])) or 'defaults'}) runs "
+                  f"unbatched: {why}", file=sys.stderr, flush=True)
+            plan.append([j])
+        sizes = sorted((len(p) for p in plan if len(p) > 1), reverse=True)
+        log.info(f"Launching {len(jobs)} jobs: populations of {', '.join(map(str, sizes)) or 'none'}, "
+                 f"{sum(len(p) == 1 for p in plan)} jobs alone")
+        work = [[jobs[j] for j in members] for members in plan]
+        if self.n_jobs == 1 or len(work) == 1:
+            done = [run_group(group, self.hydra_context, self.task_function) for group in work]
+        else:
+            from joblib import Parallel, delayed
+
+            state = Singleton.get_state()
+            done = Parallel(n_jobs=self.n_jobs, backend="loky", verbose=self.verbose)(
+                delayed(_worker)(group, self.hydra_context, self.task_function, state) for group in work)
+        by_idx = {ret_idx: ret for group in done for ret_idx, ret in group}
+        configure_log(self.config.hydra.hydra_logging, self.config.hydra.verbose)
+        return [by_idx[idx] for idx, _, _ in jobs]
+
+
+def _worker(group, hydra_context, task_function, singleton_state):
+    setup_globals()
+    Singleton.set_state(singleton_state)
+    return run_group(group, hydra_context, task_function)
+
+
+def _member(task_cfg: DictConfig):
+    """The task function of a population's job under ``run_job``: its run information, and Hydra's record
+    of it to write once the run has accepted its directory (seqlab.rundir.accept), as a lone job does."""
+    import copy
+
+    from hydra.core.hydra_config import HydraConfig
+
+    from seqlab.__main__ import current_job
+    from seqlab.rundir import accept
+
+    job = current_job(task_cfg)
+    hydra_cfg = copy.deepcopy(HydraConfig.instance().cfg)
+    job.info.on_accept = lambda: accept(job.info.run_dir, task_cfg, hydra_cfg)
+    return task_cfg, job
+
+
+def run_group(group: list, hydra_context: HydraContext, task_function: TaskFunction) -> list[tuple[int, JobReturn]]:
+    """Run one job as Hydra would, or a population: every job's directory and ``.hydra/`` files are made
+    by Hydra's ``run_job`` (with a task function that only reads the job's run information), then the
+    members train together, and each job's return (its final loss, or its one-line failure) is set."""
+    from seqlab.__main__ import report
+    from seqlab.train import train_members
+
+    if len(group) == 1:
+        idx, _, cfg = group[0]
+        return [(idx, run_job(hydra_context=hydra_context, task_function=task_function, config=cfg,
+                              job_dir_key="hydra.sweep.dir", job_subdir_key="hydra.sweep.subdir"))]
+    returns, jobs, cfgs = [], [], []
+    for idx, _, cfg in group:
+        ret = run_job(hydra_context=hydra_context, task_function=_member, config=cfg,
+                      job_dir_key="hydra.sweep.dir", job_subdir_key="hydra.sweep.subdir")
+        task_cfg, job = ret.return_value
+        returns.append((idx, ret))
+        jobs.append(job)
+        cfgs.append(task_cfg)
+    outcomes = train_members(cfgs, [job.info for job in jobs])
+    for (idx, ret), job, outcome in zip(returns, jobs, outcomes):
+        try:
+            ret.return_value, ret.status = report(job, outcome), JobStatus.COMPLETED
+        except Exception as e:  # noqa: BLE001 - a failed job: Hydra re-raises it after the sweep, as usual
+            ret.return_value, ret.status = e, JobStatus.FAILED
+    return returns
