@@ -73,6 +73,22 @@ def test_decay_and_probe_figures_draw_every_setting_at_a_size_that_follows_them(
     assert png_size(big)[1] > 2.5 * png_size(small)[1]  # a row per setting: the height follows the count
 
 
+def test_untrained_runs_get_their_step_0_probe_once(tmp_path, monkeypatch):
+    rows = [{"label": f"x={i}", "seq_len": 50, **{f"{k}{at}": (0.5 + i, 0.0, 1) for k, _ in figures.PROBE_PANELS
+                                                 for at in ("", "_init")}} for i in range(3)]
+    drawn = []
+    real = figures._save
+
+    def spy(plt, fig, path, title, what):
+        drawn.append([len(ax.containers) for ax in fig.axes])
+        real(plt, fig, path, title, what)
+
+    monkeypatch.setattr(figures, "_save", spy)
+    plot_probe_vs_seq_len(rows, tmp_path / "a.png", trained=False)
+    plot_probe_vs_seq_len(rows, tmp_path / "b.png", trained=True)
+    assert drawn == [[1] * 4, [2] * 4]  # steps=0: the last probe is the step-0 probe, one set of points
+
+
 def test_layer_speed_keeps_every_setting(tmp_path):
     rows = [{"step": s, "train/update_ratio/l0": 1e-3, "train/grad_norm/l0": 0.1,
              "train/update_ratio/readout": 1e-3, "train/grad_norm/readout": 0.1} for s in (10, 20)]
