@@ -30,7 +30,7 @@ EXIT_DIVERGED = 3
 @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="config")
 def run(cfg: DictConfig) -> float:
     """One Hydra job: train and return the final eval loss (for sweepers)."""
-    from .rundir import RunLock, accept
+    from .rundir import CHECKPOINT_NAME, RunLock, accept
     from .train import Diverged, Preempted, train
 
     job = current_job(cfg)
@@ -38,7 +38,10 @@ def run(cfg: DictConfig) -> float:
     lock = RunLock(info.run_dir, shared=True)
     try:
         lock.acquire()  # before anything is written there: a second run into this directory leaves it as it was
-        info.on_accept = lambda: accept(info.run_dir, cfg)  # once train() accepts the directory: .hydra/, stale temps
+        if (info.run_dir / CHECKPOINT_NAME).exists():  # another run's? only once train() accepts it as this one's
+            info.on_accept = lambda: accept(info.run_dir, cfg)
+        else:  # a fresh directory is this run's: Hydra's record (.hydra/) now, even if the run fails early
+            accept(info.run_dir, cfg)
         outcome = train(cfg, info)
     except (ConfigError, OSError, Preempted, Diverged, KeyboardInterrupt) as e:
         outcome = e
