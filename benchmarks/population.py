@@ -142,6 +142,13 @@ def main(argv: list[str] | None = None) -> dict:
 
     results["machine"]["torch"] = torch.__version__
     rows = []
+    out = a.out or HERE / "results" / f"population-cpu-{os.cpu_count()}cores{'-quick' if a.quick else ''}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+
+    def save() -> None:  # after every measurement: a long run stopped early keeps what it measured
+        results["load_end"], results["table"] = loadavg(), table(rows)
+        out.write_text(json.dumps(results, indent=2) + "\n")
+
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         if "grid" in a.parts:
@@ -153,6 +160,7 @@ def main(argv: list[str] | None = None) -> dict:
                     results["grid"][f"{name}/M={m}"] = r
                     rows.append((f"{name} grid, M={m}", r))
                     print(table(rows[-1:]).splitlines()[-1], flush=True)
+                    save()
         if "preset" in a.parts:
             steps, lens = (6, [20]) if a.quick else (a.preset_steps, a.preset_lens)
             extra = ["model.layer.recurrent_gain=0.5,1.0", "seed=0"] if a.quick else []
@@ -160,12 +168,9 @@ def main(argv: list[str] | None = None) -> dict:
             results["preset"] = r
             rows.append((f"trainability_boundary, {steps} steps, T={','.join(map(str, lens))}", r))
             print(table(rows[-1:]).splitlines()[-1], flush=True)
-    results["load_end"] = loadavg()
-    results["table"] = table(rows)
+            save()
+    save()
     print(results["table"])
-    out = a.out or HERE / "results" / f"population-cpu-{os.cpu_count()}cores{'-quick' if a.quick else ''}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(results, indent=2) + "\n")
     print(f"written: {out}")
     return results
 
