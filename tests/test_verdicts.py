@@ -57,7 +57,9 @@ def test_seeds_collapse_into_grid_points_with_their_intervals():
     # lr 1e-2, loss / baseline 0.01, 0.01, 0.04: mean 0.02, s = sqrt(0.0003) = 0.017321, t(2) = 4.303
     h = 4.303 * math.sqrt(0.0003) / math.sqrt(3)
     assert p2["loss_over_baseline"]["mean"] == pytest.approx(0.02)
-    assert p2["loss_over_baseline"]["lo"] == pytest.approx(0.02 - h) and p2["loss_over_baseline"]["hi"] == pytest.approx(0.02 + h)
+    assert p2["loss_over_baseline"]["hi"] == pytest.approx(0.02 + h)
+    assert 0.02 - h < 0 and p2["loss_over_baseline"]["lo"] == 0.0  # a ratio of losses is never negative: clipped
+    assert mean_ci([1, 2], floor=0.0)["lo"] == 0.0 and mean_ci([1, 2])["lo"] == pytest.approx(1.5 - 12.706 * 0.5)
     # examples at 1e-3 over the two seeds that solved: 50k -+ 12.706 * 14142 / sqrt 2
     assert p3["examples"]["n"] == 2 and p3["examples"]["mean"] == 50_000
     assert p3["examples"]["hi"] == pytest.approx(50_000 + 12.706 * 10_000)

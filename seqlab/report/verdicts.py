@@ -48,9 +48,10 @@ def t975(df: int) -> float:
     return z + (z ** 3 + z) / (4 * df) + (5 * z ** 5 + 16 * z ** 3 + 3 * z) / (96 * df ** 2)
 
 
-def mean_ci(values: Iterable[Any]) -> dict:
+def mean_ci(values: Iterable[Any], floor: float | None = None) -> dict:
     """{'mean', 'lo', 'hi', 'n'}: the mean of the finite values and its 95% interval, mean -+ t * s / sqrt(n)
-    (Student's t, sample std with ddof 1); lo = hi = nan for fewer than 2 values."""
+    (Student's t, sample std with ddof 1); lo = hi = nan for fewer than 2 values. ``floor``: the least value
+    the quantity can take (0 for a loss ratio or a count of examples): lo is clipped there."""
     xs = [float(v) for v in values if v is not None and isinstance(v, (int, float)) and math.isfinite(float(v))]
     n = len(xs)
     if n == 0:
@@ -60,7 +61,7 @@ def mean_ci(values: Iterable[Any]) -> dict:
         return {"mean": m, "lo": math.nan, "hi": math.nan, "n": 1}
     s = math.sqrt(sum((x - m) ** 2 for x in xs) / (n - 1))
     h = t975(n - 1) * s / math.sqrt(n)
-    return {"mean": m, "lo": m - h, "hi": m + h, "n": n}
+    return {"mean": m, "lo": m - h if floor is None else max(floor, m - h), "hi": m + h, "n": n}
 
 
 # ----------------------------------------------------------------------------- records
@@ -164,8 +165,8 @@ def _point(lr: float, recs: list[dict]) -> dict:
             "diverged": sum(r["status"] == "diverged" for r in done),
             "missing": len(recs) - len(done),
             "seeds": sorted(r["seed"] for r in done if r["seed"] is not None),
-            "loss_over_baseline": mean_ci(r["loss_over_baseline"] for r in done if r["status"] != "diverged"),
-            "examples": mean_ci(r["examples_to_solve"] for r in solved)}
+            "loss_over_baseline": mean_ci((r["loss_over_baseline"] for r in done if r["status"] != "diverged"), 0.0),
+            "examples": mean_ci((r["examples_to_solve"] for r in solved), 0.0)}
 
 
 def best_point(points: Sequence[dict]) -> dict | None:
@@ -203,9 +204,9 @@ def setting_row(keys: dict, recs: list[dict]) -> dict:
            "n_lr": len([p for p in points if p["n"] > 0]),
            "seeds": sorted({r["seed"] for r in done if r["seed"] is not None}),
            "budget_examples": budgets,
-           "loss_over_baseline": mean_ci(r["loss_over_baseline"] for r in done if r["status"] != "diverged"),
-           "examples": mean_ci(r["examples_to_solve"] for r in done if r["solved"]),
-           "window_examples": mean_ci(r["examples_to_solve"] for r in in_window),
+           "loss_over_baseline": mean_ci((r["loss_over_baseline"] for r in done if r["status"] != "diverged"), 0.0),
+           "examples": mean_ci((r["examples_to_solve"] for r in done if r["solved"]), 0.0),
+           "window_examples": mean_ci((r["examples_to_solve"] for r in in_window), 0.0),
            "points": points, "best": best_point(points), "window": window}
     row["verdict"] = verdict(row)
     return row
@@ -259,7 +260,7 @@ def verdict(row: dict) -> str:
     n_seeds = len(row["seeds"])
     extra = [f"{row[k]} {k}" for k in ("stopped", "diverged") if row[k]]
     if row["missing"]:
-        extra.append(f"{row['missing']} runs missing")
+        extra.append(f"{row['missing']} run{'s' if row['missing'] > 1 else ''} missing")
     tail = f" ({', '.join(extra)})" if extra else ""
     if row["n"] == 0:
         return f"no run reached an outcome{tail}"
@@ -314,7 +315,7 @@ def notes(records: Sequence[dict]) -> list[str]:
             "stopped early as hopeless, or diverged: each counts as not solved unless it met the bar). "
             "loss / baseline: at the end of each run (at the stop for a stopped run; diverged runs left out); "
             "examples to solve: over the runs that solved. Intervals: 95% for the mean, Student's t over the "
-            "runs (none for one run). Best lr: highest solved fraction, then fewest examples. lr window: the "
+            "runs (none for one run), its lower end clipped at 0 (neither can be negative). Best lr: highest solved fraction, then fewest examples. lr window: the "
             "grid points where at least half the seeds solve; the verdict's seeds and examples are inside it."]
 
 
