@@ -211,7 +211,8 @@ def recipes_block(parts: list[dict]) -> str:
             k = r["keys"]
             outcome = (f"solved at {V.fmt_examples(r['examples_to_solve'])} examples" if r["solved"] else "not solved")
             last = r["evals"][-1] if r.get("evals") else None
-            status = r["status"] + (f" at step {last[0]} of {r['steps']}" if r["status"] == "preempted" and last else "")
+            status = r["status"] + (f" (last evaluation: step {last[0]} of {r['steps']})"
+                                    if r["status"] == "preempted" and last else "")
             rows.append([p["file"].rsplit("/", 1)[-1].removesuffix(".json"), str(k.get("cell")), str(k.get("task")),
                          str(k.get("seq_len")), str(k.get("model.hidden_size", "-")), V.fmt_lr(r["lr"]), V.fmt_examples(r["budget_examples"]), status, outcome,
                          f"{last[1]:.3g}" if last else "-", f"`{p['command']}`"])
