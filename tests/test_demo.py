@@ -41,7 +41,7 @@ def test_command_prints_both_numbers_and_the_ratio(capsys):
 
 
 @pytest.mark.parametrize("argv, message", [
-    (["--seed", "-1"], "--seed=-1: must be an integer >= 0"),
+    (["--seed", "-1"], "--seed=-1: must be an integer in [0, 2^32 - 1] (the range of the lab's seed)"),
     (["--seed", "x"], "argument --seed: invalid int value: 'x'"),
     (["--seeds", "0"], "--seeds=0: must be an integer >= 1"),
 ])

@@ -166,7 +166,7 @@ def _refuse_foreign(config, where: Path) -> None:
 
 # probe.npz's per-run constants (seqlab.probe.history): the rest has one row per probe time
 _PROBE_STATIC = {"lags": ("i", 1), "loss_steps": ("i", 1), "task_lag": ("i", 0), "curves": ("U", 1),
-                 "param_groups": ("U", 1), "depth_curves": ("U", 1)}
+                 "param_groups": ("U", 1), "depth_curves": ("U", 1), "theory_json": ("U", 0)}
 FLOAT_MAX = 1.7976931348623157e308
 
 
