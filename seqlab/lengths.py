@@ -16,6 +16,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from .checks import ConfigError
+from .files import write_text
 from .tasks import Batch, Task
 
 
@@ -145,7 +146,7 @@ def main(argv=None) -> int:
             return 2
         data = collect(args.sweeps)
         args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(data, indent=1) + "\n")
+        write_text(args.out, json.dumps(data, indent=1) + "\n")
         print(f"{len(data['rows'])} runs -> {args.out}")
         print(table(data))
         return 0

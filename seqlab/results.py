@@ -31,6 +31,7 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
+from seqlab.files import write_text
 from seqlab.protocol import EarlyStop
 from seqlab.report import verdicts as V
 
@@ -278,7 +279,7 @@ def main(argv: list[str] | None = None) -> int:
             return 2
         out = Path(a.out)
         out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps(data, indent=1) + "\n")
+        write_text(out, json.dumps(data, indent=1) + "\n")
         print(f"{out}: {len(data['records'])} runs")
         return 0
     p = argparse.ArgumentParser(prog="python -m seqlab.results", description=__doc__.split("\n\n")[0])
@@ -303,7 +304,7 @@ def main(argv: list[str] | None = None) -> int:
         print("docs/results.md is current")
         return 0
     if new != text:
-        DOC.write_text(new)
+        write_text(DOC, new)
     print(f"docs/results.md: {', '.join(changed) or 'nothing'} changed")
     return 0
 

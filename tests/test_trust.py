@@ -13,6 +13,7 @@
 import json
 import os
 import pickle
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -286,3 +287,41 @@ def test_wandb_send_marks_are_never_written_through_a_link(tmp_path):
     with pytest.warns(SeqlabWarning, match="symbolic link"):
         tracker._open_marks(tmp_path / "wandb" / "seqlab_logged", "abc")
     assert tracker._mark_fd is None and victim.read_text() == "not yours\n"
+
+
+# Every write in the package goes through seqlab.files; the one exception writes the temporary file that
+# files.replace_atomic hands it (probe.npz), never the final name.
+_DIRECT_WRITE = re.compile(r"(?<!files)\.(write_text|write_bytes|savefig)\(|\bopen\([^)]*[\"'][wax]b?\+?[\"']")
+_WRITES_INSIDE_REPLACE_ATOMIC = {"seqlab/probe/history.py": 1}
+
+
+def test_every_file_the_package_writes_goes_through_the_one_writer():
+    root = Path(__file__).resolve().parents[1]
+    found: dict[str, list[str]] = {}
+    for path in sorted([*root.joinpath("seqlab").rglob("*.py"), *root.joinpath("hydra_plugins").rglob("*.py")]):
+        rel = path.relative_to(root).as_posix()
+        if rel == "seqlab/files.py":
+            continue
+        hits = [f"{rel}:{i}: {line.strip()}" for i, line in enumerate(path.read_text().splitlines(), 1)
+                if _DIRECT_WRITE.search(line)]
+        if hits:
+            found[rel] = hits
+    allowed = {rel: hits for rel, hits in found.items() if len(hits) == _WRITES_INSIDE_REPLACE_ATOMIC.get(rel)}
+    assert found == allowed, "\n".join(h for rel, hits in found.items() if rel not in allowed for h in hits)
+
+
+def test_report_figures_replace_a_link_instead_of_writing_through_it(tmp_path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from seqlab.report.figures import _save
+
+    victim = _outside(tmp_path)
+    link = tmp_path / "decay_curves.png"
+    link.symlink_to(victim)
+    fig, ax = plt.subplots()
+    ax.plot([0, 1], [1, 0.5])
+    _save(plt, fig, link, "t", "gradient through time")
+    assert victim.read_text() == "not yours\n" and not link.is_symlink() and link.read_bytes()[:4] == b"\x89PNG"

@@ -122,7 +122,7 @@ def legend_lines(groups: Sequence[Sequence[str]]) -> int:
 
 def _save(plt, fig, path: Path, title: str, what: str) -> None:
     fig.suptitle((title + ": " if title else "") + what, fontsize=9)
-    fig.savefig(path, dpi=110, bbox_inches="tight")
+    save_figure(fig, path, dpi=110, bbox_inches="tight")  # atomically, never through a link
     plt.close(fig)
 
 

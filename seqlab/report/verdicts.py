@@ -27,6 +27,7 @@ from __future__ import annotations
 import math
 from typing import Any, Iterable, Sequence
 
+from seqlab.files import save_figure
 from seqlab.report.runs import Run, setting_of
 
 OUTCOME_STATUSES = ("finished", "stopped", "diverged")
@@ -370,7 +371,7 @@ def plot_solved_vs_lr(rows: Sequence[dict], path, title: str = "", line_keys: Se
     fig.tight_layout(rect=(0, 0, 1 - 2.0 / (4.2 * ncol + 2.2), 1))
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
+    save_figure(fig, path, dpi=120)  # atomically, never through a link
     plt.close(fig)
     return path
 

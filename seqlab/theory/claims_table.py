@@ -20,6 +20,7 @@ import sys
 from pathlib import Path
 
 from .. import claims as claims_mod
+from ..files import write_text
 
 
 def sweep_points(preset: str) -> list[list[str]]:
@@ -120,7 +121,7 @@ def main(argv: list[str] | None = None) -> int:
             old = [r for r in json.loads(args.out.read_text())["rows"] if r["claim"] not in names]
             rows = sorted(old + rows, key=lambda r: INIT_CLAIMS.index(r["claim"]))
         args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps({"rows": rows}, indent=1) + "\n")
+        write_text(args.out, json.dumps({"rows": rows}, indent=1) + "\n")
         print(table(rows))
         return 0
     if not args.table.is_file():

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..files import save_figure, write_text
 from .meanfield import critical_sigma_w2, feedforward
 from .predict import bias_variance, init_variance
 
@@ -110,7 +111,7 @@ def plot(data: dict, path: Path, level: float) -> Path:
     ax.set_title(f"{act} MLP on digits: width {r0['width']}, sigma_b^2 = {sb2:.3g}, Adam {r0['lr']:g}, "
                  f"{r0['steps']} updates", fontsize=9)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
+    save_figure(fig, path, dpi=120)  # atomically, never through a link
     plt.close(fig)
     return path
 
@@ -133,7 +134,7 @@ def main(argv: list[str] | None = None) -> int:
                 return 2
         data = collect(args.sweeps)
         args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(data, indent=1) + "\n")
+        write_text(args.out, json.dumps(data, indent=1) + "\n")
         print(f"{len(data['rows'])} runs -> {args.out}")
         return 0
     if not args.results.is_file():
