@@ -178,10 +178,21 @@ def quiet_logging_errors() -> None:
     logging.raiseExceptions = False
 
 
+def ignore_stop_signals() -> None:
+    """The process is leaving: a further Ctrl-C or SIGTERM is the same request, not a traceback in the
+    interpreter's shutdown."""
+    import signal
+
+    for name in ("SIGINT", "SIGTERM"):
+        signal.signal(getattr(signal, name), signal.SIG_IGN)
+
+
 def main() -> None:
     from .rundir import prepare
+    from .train import StopFlag
 
     quiet_logging_errors()
+    StopFlag.process_ends_on_stop = True
 
     try:
         sys.argv[1:] = prepare(sys.argv[1:])
@@ -193,6 +204,7 @@ def main() -> None:
     try:
         run()
     except KeyboardInterrupt:  # Ctrl-C before or after a run (starting up, printing): no traceback
+        ignore_stop_signals()
         print("seqlab: interrupted", file=sys.stderr)
         raise SystemExit(130) from None
     except BrokenPipeError:  # `python -m seqlab --help | head`: the reader left; stop quietly, as Unix tools do

@@ -113,6 +113,11 @@ class StopFlag:
     installed before (e.g. submitit's requeue on SIGUSR2) is called.
     """
 
+    # Set by the command line (seqlab.__main__): a process that stops on a signal is on its way out, so once
+    # a stop was asked for, restore() ignores further stop signals instead of reinstalling the defaults; a
+    # late Ctrl-C would otherwise land in the interpreter's shutdown (torch's atexit) as a traceback.
+    process_ends_on_stop = False
+
     def __init__(self):
         self.signum: int | None = None
         self.previous: dict[int, object] = {}
@@ -137,8 +142,9 @@ class StopFlag:
         # shutdown is the same request, not a KeyboardInterrupt or a death halfway through the writes
 
     def restore(self) -> None:
+        leaving = self.signum is not None and self.process_ends_on_stop
         for sig, handler in self.previous.items():
-            signal.signal(sig, handler)
+            signal.signal(sig, signal.SIG_IGN if leaving else handler)
 
     def chain(self) -> None:
         """Hand the signal to whoever had it before us (submitit requeues on SIGUSR2)."""

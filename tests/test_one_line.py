@@ -178,6 +178,32 @@ def test_a_second_signal_during_shutdown_is_one_line_never_failed(tmp_path):
         assert status in ("preempted", "interrupted"), status
 
 
+def test_signals_after_the_final_line_land_in_no_shutdown_traceback(tmp_path):
+    """Ctrl-C pressed again while the interpreter shuts down (torch's atexit finalizers run after seqlab's
+    line): the process is leaving, so the signal is ignored, never a 'KeyboardInterrupt' traceback. The
+    second signals are sent right after the line is read, which lands them in the shutdown every time."""
+    env = {**os.environ, "WANDB_MODE": "offline", "PYTHONPATH": str(Path(__file__).parents[1])}
+    for first in (signal.SIGINT, signal.SIGTERM):
+        d = tmp_path / f"run{int(first)}"
+        p = subprocess.Popen([sys.executable, "-m", "seqlab", *[o for o in TINY if not o.startswith("probe.")], "steps=100000",
+                              "checkpoint_every=50", "eval_every=1000", "probe=none", f"hydra.run.dir={d}"], cwd=tmp_path,
+                             env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        while not (d / "checkpoint.pt").exists():
+            assert p.poll() is None, p.communicate()
+            time.sleep(0.2)
+        p.send_signal(first)
+        line = p.stderr.readline()
+        for _ in range(50):  # until it is gone
+            if p.poll() is not None:
+                break
+            p.send_signal(signal.SIGINT)
+            time.sleep(0.002)
+        err = line + p.stderr.read()
+        p.wait(timeout=120)
+        assert p.returncode == 128 + int(first), (p.returncode, err)
+        assert "Traceback" not in err and len(err.strip().splitlines()) == 1, err
+
+
 def test_a_logging_handler_that_cannot_write_prints_no_traceback(capfd):
     import logging
 
