@@ -12,6 +12,8 @@ from pathlib import Path
 
 import yaml
 
+from cli_checks import one_line
+
 TINY = ["task=adding", "seq_len=5", "model.hidden_size=4", "batch_size=4", "eval_size=8", "log_every=1",
         "eval_every=1", "checkpoint_every=1", "probe.every=1", "probe.batch_size=2", "probe.lyapunov_k=1",
         "probe.lyapunov_steps=0", "probe.plots=false", "progress=false", "logger=none", "threads=1"]
@@ -24,14 +26,6 @@ def _env():
 def cli(module, cwd, *args):
     return subprocess.run([sys.executable, "-m", module, *args], cwd=cwd, env=_env(), capture_output=True, text=True,
                           timeout=300)
-
-
-def one_line(r, *words):
-    assert r.returncode == 2, (r.returncode, r.stdout, r.stderr)
-    lines = r.stderr.strip().splitlines()
-    assert "Traceback" not in r.stderr and len(lines) == 1, r.stderr
-    for w in words:
-        assert w in lines[0], lines[0]
 
 
 def digest(d: Path) -> dict:

@@ -32,6 +32,8 @@ from seqlab.probe.from_checkpoint import stored_config
 from seqlab.rundir import RunDirError, RunLock
 from seqlab.targets import check_targets, lab_targets
 
+from cli_checks import one_line
+
 TINY = ["task=adding", "seq_len=5", "model.hidden_size=4", "batch_size=4", "eval_size=8", "log_every=1",
         "eval_every=1", "checkpoint_every=1", "probe.every=1", "probe.batch_size=2", "probe.lyapunov_k=1",
         "probe.lyapunov_steps=0", "probe.plots=false", "progress=false", "logger=none", "threads=1"]
@@ -85,14 +87,6 @@ def evil_config(nodes: dict, first: str, deep: bool = False) -> dict:
         config["task"] = tiny_config()[0]["task"]
         config["model"]["layer"] = nodes[first]
     return config
-
-
-def one_line(r, *words):
-    assert r.returncode == 2, (r.returncode, r.stdout, r.stderr)
-    lines = r.stderr.strip().splitlines()
-    assert "Traceback" not in r.stderr and len(lines) == 1, r.stderr
-    for w in words:
-        assert w in lines[0], lines[0]
 
 
 def cli(module, cwd, *args):
