@@ -20,6 +20,8 @@ Only the blocks are rewritten; a block whose table has no result files says so. 
 verdict row and per-lr row), ``protocol_cost`` (what each part cost, with and without early stopping,
 and what the stopping rule would have saved on full-budget parts), ``recipes`` (paper-recipe runs) and
 ``long_memory_single_lr`` (the earlier one-lr, one-seed table, from benchmarks/results/long_memory.json).
+Every other table directory ``results/<table>/`` (e.g. ``task_suite``) gets two blocks of the same kind as
+the long-memory table's: ``<table>`` (a row per cell, a column per task and T) and ``<table>_detail``.
 """
 from __future__ import annotations
 
@@ -114,39 +116,47 @@ def short_verdict(row: dict) -> str:
     return f"none (0/{row['n']})"
 
 
-def long_memory_block(parts: list[dict], records: list[dict]) -> str:
+def grid_block(table: str, parts: list[dict], records: list[dict], cell_order: Sequence[str] = (),
+               task_order: Sequence[str] = (), missing: str = "(not run)",
+               missing_text: str = "this part has not been run yet") -> str:
+    """A table's verdicts over lr x seeds: a row per cell, a column per task and T, each entry the short
+    verdict of its setting (``short_verdict``), after the table's sources (each part's command and note)."""
     if not records:
-        return "No result files yet under results/long_memory/."
+        return f"No result files yet under results/{table}/."
     rows = V.aggregate(records, ["cell", "task", "seq_len"])
-    cells = _order([r["keys"]["cell"] for r in rows], CELL_ORDER)
+    cells = _order([r["keys"]["cell"] for r in rows], cell_order)
     cols = _order([(r["keys"]["task"], r["keys"]["seq_len"]) for r in rows], ())
-    cols = sorted(cols, key=lambda c: (TASK_ORDER.index(c[0]) if c[0] in TASK_ORDER else 99, V._sort_key(c[1])))
+    cols = sorted(cols, key=lambda c: (task_order.index(c[0]) if c[0] in task_order else 99, str(c[0]),
+                                       V._sort_key(c[1])))
     by = {(r["keys"]["cell"], r["keys"]["task"], r["keys"]["seq_len"]): r for r in rows}
     lrs = sorted({r["lr"] for r in records})
     seeds = sorted({r["seed"] for r in records})
     budgets = sorted({r["budget_examples"] for r in records if r["budget_examples"]})
-    widths = sorted({str(r["keys"].get("model.hidden_size")) for r in records})
+    widths = sorted({str(r["keys"].get("model.hidden_size")) for r in records}, key=V._sort_key)
     head = [f"{len(records)} runs: learning rates {', '.join(V.fmt_lr(x) for x in lrs)} x seeds "
             f"{', '.join(map(str, seeds))}; budget {', '.join(V.fmt_examples(b) for b in budgets)} examples per run; "
             f"H = {', '.join(widths)}. Each entry: the learning-rate window (grid points where at least half the "
             "seeds solve; `+`: it reaches the grid's largest lr and may go on) with the seeds that solved there and "
             "their mean examples to solve; `none (0/N)`: no run of the grid solved; `scattered`: some runs solved, "
-            "at no lr half of the seeds. `(not run)`: this part has not been run yet.", "",
+            f"at no lr half of the seeds. `{missing}`: {missing_text}.", "",
             *_sources(parts), ""]
-    table = []
-    for c in cells:
-        table.append([c, *(short_verdict(by[(c, t, T)]) if (c, t, T) in by else "(not run)" for t, T in cols)])
-    return "\n".join(head) + "\n" + _md(["cell", *(f"{t} T={T}" for t, T in cols)], table)
+    grid = [[c, *(short_verdict(by[(c, t, T)]) if (c, t, T) in by else missing for t, T in cols)] for c in cells]
+    return "\n".join(head) + "\n" + _md(["cell", *(f"{t} T={T}" for t, T in cols)], grid)
 
 
-def detail_block(records: list[dict]) -> str:
+def long_memory_block(parts: list[dict], records: list[dict]) -> str:
+    return grid_block("long_memory", parts, records, CELL_ORDER, TASK_ORDER)
+
+
+def detail_block(records: list[dict], table: str = "long_memory", cell_order: Sequence[str] = CELL_ORDER,
+                 task_order: Sequence[str] = TASK_ORDER) -> str:
     if not records:
-        return "No result files yet under results/long_memory/."
+        return f"No result files yet under results/{table}/."
     by = ["cell", "task", "seq_len"]
     rows = V.aggregate(records, by)
-    order = {c: i for i, c in enumerate(_order([r["keys"]["cell"] for r in rows], CELL_ORDER))}
-    rows.sort(key=lambda r: (TASK_ORDER.index(r["keys"]["task"]) if r["keys"]["task"] in TASK_ORDER else 99,
-                             V._sort_key(r["keys"]["seq_len"]), order[r["keys"]["cell"]]))
+    order = {c: i for i, c in enumerate(_order([r["keys"]["cell"] for r in rows], cell_order))}
+    rows.sort(key=lambda r: (task_order.index(r["keys"]["task"]) if r["keys"]["task"] in task_order else 99,
+                             str(r["keys"]["task"]), V._sort_key(r["keys"]["seq_len"]), order[r["keys"]["cell"]]))
     return "\n".join([*V.notes(records), "", _md(*V.table(rows, by)), "", "Per learning rate:", "",
                       _md(*V.grid_table(rows, by))])
 
@@ -232,12 +242,20 @@ def single_lr_block(root: Path = ROOT) -> str:
     return text.split("\n", 2)[2].strip()  # without the title line
 
 
+SPECIAL_TABLES = ("long_memory", "recipes")  # their own blocks; every other results/<table>/ is a grid table
+
+
 def blocks(root: Path = ROOT) -> dict[str, str]:
     lm_parts, lm = load_table("long_memory", root / "results")
     rec_parts, _ = load_table("recipes", root / "results")
-    return {"long_memory": long_memory_block(lm_parts, lm), "long_memory_detail": detail_block(lm),
-            "protocol_cost": cost_block(lm_parts), "recipes": recipes_block(rec_parts),
-            "long_memory_single_lr": single_lr_block(root)}
+    out = {"long_memory": long_memory_block(lm_parts, lm), "long_memory_detail": detail_block(lm),
+           "protocol_cost": cost_block(lm_parts), "recipes": recipes_block(rec_parts),
+           "long_memory_single_lr": single_lr_block(root)}
+    for d in sorted(p for p in (root / "results").glob("*") if p.is_dir() and p.name not in SPECIAL_TABLES):
+        parts, records = load_table(d.name, root / "results")
+        out[d.name] = grid_block(d.name, parts, records, missing="-", missing_text="not a cell of that task's sweep")
+        out[f"{d.name}_detail"] = detail_block(records, d.name, (), ())
+    return out
 
 
 MARK = re.compile(r"(<!-- results:(\w+) begin -->\n)(.*?)(<!-- results:\2 end -->)", re.S)

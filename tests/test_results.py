@@ -67,3 +67,36 @@ def test_the_cost_table_by_hand():
                  "would stop 2/3, saving 40% of the examples; 1 of them went on to solve (gru), 0 more ended under "
                  "half the baseline"]
     assert b == ["live.json", "2", "1", "65%", "2 min", "3 min", "65%", "(stopping was on)"]
+
+
+def test_any_other_table_directory_gets_a_grid_block_and_a_detail_block(tmp_path):
+    """results/<table>/ beyond long_memory and recipes: a row per cell, a column per task and T, merged over
+    its parts; a cell a task's sweep did not run is '-'. By hand: lstm on temporal order solves at 1e-3 in
+    both seeds (20k and 40k examples: mean 30k) and at neither seed of 1e-2 (window 1e-3, inside the grid);
+    rnn solves nothing there; lstm on mqar solves at 1e-2 in one seed of two (a window at the grid's top)."""
+    def r(cell, task, T, lr, seed, solved_at=None):
+        return {"keys": {"cell": cell, "task": task, "seq_len": T, "model.hidden_size": "32"}, "lr": lr, "seed": seed,
+                "status": "finished" if solved_at else "stopped", "solved": bool(solved_at),
+                "examples_to_solve": solved_at, "loss_over_baseline": 0.01 if solved_at else 1.0,
+                "budget_examples": 64_000, "steps": 2000, "steps_run": 2000 if solved_at else 500,
+                "wall_time_s": 10.0, "evals": [], "eval_every": 100, "early_stop": None, "batch_size": 32}
+    table = tmp_path / "results" / "suite"
+    table.mkdir(parents=True)
+    (table / "to.json").write_text(json.dumps({"command": "python -m seqlab -m +experiment=to", "note": "reduced", "records": [
+        r("lstm", "temporal_order", 100, 1e-3, 0, 20_000), r("lstm", "temporal_order", 100, 1e-3, 1, 40_000),
+        r("lstm", "temporal_order", 100, 1e-2, 0), r("lstm", "temporal_order", 100, 1e-2, 1),
+        *(r("rnn", "temporal_order", 100, lr, s) for lr in (1e-3, 1e-2) for s in (0, 1))]}))
+    (table / "mqar.json").write_text(json.dumps({"command": "python -m seqlab -m +experiment=mq", "note": "", "records": [
+        r("lstm", "mqar", 64, 1e-3, 0), r("lstm", "mqar", 64, 1e-3, 1),
+        r("lstm", "mqar", 64, 1e-2, 0, 32_000), r("lstm", "mqar", 64, 1e-2, 1)]}))
+    b = R.blocks(tmp_path)
+    assert {"suite", "suite_detail"} <= set(b) and "recipes" in b
+    lines = b["suite"].splitlines()
+    assert lines[0].startswith("12 runs: learning rates 1e-3, 1e-2 x seeds 0, 1; budget 64k examples per run; H = 32.")
+    assert "- `results/suite/mqar.json` (4 runs): `python -m seqlab -m +experiment=mq`" in lines
+    assert "- `results/suite/to.json` (8 runs): `python -m seqlab -m +experiment=to`. reduced" in lines
+    assert lines[-4:] == ["| cell | mqar T=64 | temporal_order T=100 |", "|---|---|---|",
+                          "| lstm | 1e-2+ (1/2), 32k | 1e-3 (2/2), 30k |", "| rnn | - | none (0/4) |"]
+    detail = b["suite_detail"]
+    assert "| lstm | temporal_order | 100 | 4 | 2/4 |" in detail and "| rnn | temporal_order | 100 | 4 | 0/4 |" in detail
+    assert "(4 stopped)" in detail
