@@ -37,6 +37,7 @@ import numpy as np
 from .files import save_figure
 from .report.figures import _pyplot
 from .report.runs import Run, Setting, group_runs, load_runs
+from .theory.overlay import measurable
 
 
 @dataclass(frozen=True)
@@ -281,7 +282,10 @@ def plot_init(claim: Claim, sweeps: dict[str, list[Setting]], path: Path) -> Pat
                     label=f"{_label(s)}  ({extra})")
             predicted = theory_curve(s, axis)
             if predicted is not None and len(predicted) == len(g):
-                ax.plot(x, predicted, "--", color=cmap(j % 10), lw=1.0, alpha=0.9)
+                refs = [c[-1] for c in curves] if axis == "depth" else [c[0] for _, c in got]
+                # only as far as a float32 measurement could follow it (seqlab.theory.overlay)
+                ax.plot(x, measurable(predicted, refs, from_end=axis == "depth"), "--", color=cmap(j % 10), lw=1.0,
+                        alpha=0.9)
         ax.set_yscale("log")
         if axis == "depth":
             ax.set_xlabel("layer l (0 = next to the input)")
@@ -295,7 +299,8 @@ def plot_init(claim: Claim, sweeps: dict[str, list[Setting]], path: Path) -> Pat
         ax.grid(True, alpha=0.3)
         ax.legend(fontsize=7, loc="best", frameon=False)
     return _save(plt, fig, path, f"claim: {claim.statement}\n(geometric mean over seeds; dashed: mean-field "
-                 "prediction at init (docs/theory.md); dotted: 1e-7, about float32's relative precision)", dpi=110)
+                 "prediction at init (docs/theory.md), stopped where float32 can no longer measure (g < 1.2e-38); "
+                 "dotted: 1e-7, about float32's relative precision)", dpi=110)
 
 
 def plot_training(claim: Claim, sweeps: dict[str, list[Setting]], path: Path) -> Path:

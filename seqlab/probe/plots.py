@@ -19,8 +19,9 @@ probe_grid.png     stacked recurrent models (more than one layer and one lag): l
 
 Titles name the task, the model and T only (``figure_title``). Where the run has a mean-field
 block (``ProbeHistory.theory``, seqlab.theory.beside), the predicted curve at init is a dashed
-black line on the time curves of layer 0 and on the depth curves, and every figure's note
-says the predicted gain beside the measured one, or why there is no prediction.
+black line on the time curves of layer 0 and on the depth curves, stopped where float32 could no
+longer measure it (below 1.2e-38: seqlab.theory.overlay), and every figure's note says the
+predicted gain beside the measured one, or why there is no prediction.
 """
 from __future__ import annotations
 
@@ -30,6 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from ..files import save_figure
+from ..theory.overlay import measurable
 from .history import ProbeHistory
 
 CURVES_PNG, HEATMAP_PNG, DEPTH_PNG, GRID_PNG = "probe_curves.png", "probe_heatmap.png", "probe_depth.png", "probe_grid.png"
@@ -122,6 +124,7 @@ def _finish(plt, fig, path, title: str, note: str = "") -> Path:
 
 
 THEORY_STYLE = dict(color="k", ls="--", lw=1.1)
+THEORY_LABEL = "mean-field at init (to float32's floor)"  # seqlab.theory.overlay.measurable stops the line there
 
 
 def _theory(history: ProbeHistory, axis: str) -> tuple[np.ndarray | None, str]:
@@ -174,8 +177,9 @@ def plot_curves(history: ProbeHistory, path: str | Path, title: str = "") -> Pat
                 raw.fill_between(lags, _positive(q25[-1]), _positive(q75[-1]), color=cmap(norm(steps[-1])),
                                  alpha=0.25, lw=0, label=f"quartiles, step {steps[-1]}")
             if key == "h_l0" and theory is not None and len(theory) == len(lags) and means[0][0] > 0:
-                raw.plot(lags, _positive(means[0][0] * theory), **THEORY_STYLE, label="mean-field at init")
-                rel.plot(lags, _positive(theory), **THEORY_STYLE)
+                shown = measurable(theory, means[0][0])  # only where a float32 measurement could follow
+                raw.plot(lags, _positive(means[0][0] * shown), **THEORY_STYLE, label=THEORY_LABEL)
+                rel.plot(lags, _positive(shown), **THEORY_STYLE)
             for ax in (raw, rel):
                 ax.axvline(history.task_lag, color="0.4", ls=":", lw=0.9, label=f"task lag {history.task_lag}")
                 ax.set_yscale("log")
@@ -295,7 +299,8 @@ def plot_depth(history: ProbeHistory, path: str | Path, title: str = "") -> Path
                 text += f"\nunderflow at layer {int(under[-1])}"
             ax.text(0.03, 0.97, text, transform=ax.transAxes, va="top", fontsize=7)
         if state == "h" and theory is not None and len(theory) == NL and g[0, -1] > 0:
-            ax.plot(layers, _positive(g[0, -1] * theory), **THEORY_STYLE, label="mean-field at init")
+            shown = measurable(theory, g[0, -1], from_end=True)
+            ax.plot(layers, _positive(g[0, -1] * shown), **THEORY_STYLE, label=THEORY_LABEL)
             ax.legend(fontsize=7, loc="lower right")
         ax.set_yscale("log")
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
@@ -312,9 +317,9 @@ def plot_depth(history: ProbeHistory, path: str | Path, title: str = "") -> Path
     from matplotlib.lines import Line2D
     handles = [Line2D([], [], color="k", marker="o", ms=3, label="lag 0"),
                Line2D([], [], color="k", ls=":", label="all steps (total)")]
-    if theory is not None and len(theory) == NL:
-        ax.plot(layers, _positive(theory), **THEORY_STYLE)
-        handles.append(Line2D([], [], **THEORY_STYLE, label="mean-field at init"))
+    if theory is not None and len(theory) == NL and lag0[0, -1] > 0:
+        ax.plot(layers, _positive(measurable(theory, lag0[0, -1], from_end=True)), **THEORY_STYLE)
+        handles.append(Line2D([], [], **THEORY_STYLE, label=THEORY_LABEL))
     ax.legend(handles=handles, fontsize=7)
     ax.set_yscale("log")
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))

@@ -15,8 +15,10 @@ into ``OUT`` (default: ``DIR/report`` for one directory, else ``./report``):
                            seeds; then every run with its status and error
   report.json              the same numbers, machine-readable
   decay_curves.png         the probe's g(k)/g(0) against the lag k, one panel per
-                           seq_len, one colour per setting; dashed at step 0,
-                           solid at the end (geometric mean over seeds)
+                           seq_len, one colour per setting; dotted at step 0,
+                           solid at the end (geometric mean over seeds); dashed:
+                           the mean-field prediction at init (seqlab.theory), to
+                           the float32 floor, where the runs have one
   learning_curves.png      eval loss against step with the task baseline, and the
                            pre-clip gradient norm (mean over finished seeds;
                            failed/unfinished runs dotted, ending in an x)

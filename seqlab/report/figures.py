@@ -9,7 +9,8 @@ import numpy as np
 
 from seqlab.files import save_figure
 from seqlab.report.runs import DEFAULT_CURVE, Run, Setting, _num
-from seqlab.report.stats import curve_key, setting_curves
+from seqlab.report.stats import curve_key, probe_index, setting_curves
+from seqlab.theory.overlay import CAPTION as THEORY_CAPTION, LABEL as THEORY_LABEL, geometric_mean, measurable, run_theory
 
 # ----------------------------------------------------------------------------- figures
 
@@ -201,6 +202,92 @@ def _trained(runs: Sequence[Run]) -> bool:
     return False
 
 
+def setting_prediction(s: Setting, axis: str, ref_of) -> tuple[np.ndarray | None, list[float], str]:
+    """The mean-field curve of a setting's probes at init (geometric mean over its seeds' theory blocks)
+    and each seed's measured g at the curve's reference point (``ref_of(run)``: g(0), or g at the last
+    layer; a string says why it cannot be used), or (None, [], why there is none)."""
+    curves, refs, reasons = [], [], []
+    for r in s.runs:
+        c, why = run_theory(r, axis)
+        ref = ref_of(r) if c is not None else None
+        if isinstance(ref, str):
+            c, why = None, ref
+        if c is None:
+            reasons.append(why)
+            continue
+        curves.append(c)
+        refs.append(ref)
+    pred = geometric_mean(curves)
+    if pred is None:
+        return None, [], reasons[0] if reasons else "the seeds' predicted curves differ in length"
+    return pred, refs, ""
+
+
+def _time_ref(key_of):
+    """The measured g(0) of a run's probe at init, for the curve the figure draws (the prediction is
+    for h_l0, the first layer's hidden state: another curve gets none)."""
+    def ref(r: Run):
+        p = r.probe
+        key = key_of(p) if p is not None else None
+        if key != "h_l0":
+            return f"the prediction is for h_l0, the figure shows {key}"
+        i = probe_index(p, "init")
+        return float(np.asarray(p["mean_h_l0"][i], dtype=np.float64)[0])
+    return ref
+
+
+def draw_prediction(ax, x: np.ndarray, pred: np.ndarray, refs: Sequence[float], color, from_end: bool = False) -> bool:
+    """The prediction as a dashed line in ``color``, stopped where float32 can no longer measure
+    (``seqlab.theory.overlay.measurable``); whether anything was drawn."""
+    shown = measurable(pred, refs, from_end=from_end)
+    n = min(len(x), len(shown))
+    if not np.isfinite(shown[:n]).any():
+        return False
+    ax.plot(x[:n], shown[:n], "--", color=color, lw=1.0, alpha=0.9, zorder=1.5)
+    return True
+
+
+def theory_notes(settings: Sequence[Setting], curve: str = DEFAULT_CURVE, time: bool = True,
+                 depth_ref=None) -> list[str]:
+    """The report's text on the dashed predictions: per axis drawn (``time``: decay_curves.png;
+    ``depth_ref``: depth_curves.png's reference, None when that figure was not drawn), the settings
+    that have one, and every reason why the others do not (grouped), so an absent line is never
+    unexplained."""
+    from seqlab.theory.overlay import NO_BLOCK
+
+    refs = {"time": _time_ref(lambda p: curve_key(p, curve))} if time else {}
+    if depth_ref is not None:
+        refs["depth"] = depth_ref
+    lines = []
+    for axis, ref in refs.items():
+        drawn, absent = [], {}
+        for s in settings:
+            if axis == "time" and (not setting_curves(s, curve) or all(
+                    r.probe is None or len(r.probe.get("lags", [])) < 2 for r in s.runs)):
+                continue  # not in decay_curves.png (the report says so), or no time axis (one lag)
+            if axis == "depth" and all(isinstance(ref(r), str) and ref(r).startswith("no depth") for r in s.runs):
+                continue  # no depth curve at all (a one-layer model): not in depth_curves.png
+            pred, _, why = setting_prediction(s, axis, ref)
+            if pred is not None:
+                drawn.append(s.label)
+            else:
+                absent.setdefault(why, []).append(s.label)
+        if not drawn and set(absent) <= {NO_BLOCK}:
+            continue  # runs from before seqlab.theory: nothing to say beyond that the figures have no theory
+        figure = "decay_curves.png" if axis == "time" else "depth_curves.png"
+        text = f"Mean-field prediction at init ({axis}, dashed in {figure}): "
+        text += f"drawn for {', '.join(drawn)}" if drawn else "drawn for no setting"
+        if absent:
+            text += "; absent for " + "; ".join(f"{', '.join(labels)} ({why})" for why, labels in absent.items())
+        lines.append(text + ". The dashed line stops where float32 can no longer measure (g below 1.2e-38).")
+    return lines
+
+
+def theory_legend_entry(ax) -> None:
+    """One legend entry for every dashed prediction of a panel (each is in its setting's colour)."""
+    ax.plot([], [], "--", color="0.35", lw=1.0, label=THEORY_LABEL)
+
+
 def plot_decay_curves(settings: Sequence[Setting], path: Path, curve: str = DEFAULT_CURVE,
                       title: str = "") -> Path | None:
     plt = _pyplot()
@@ -217,14 +304,22 @@ def plot_decay_curves(settings: Sequence[Setting], path: Path, curve: str = DEFA
         other = [k for k in used[s.label] if k != curve]  # the default's stand-in (coRNN: y_l0)
         return names[s.label] + (f" ({', '.join(other)})" if other else "")
 
-    fig, grid = panel_grid(plt, len(panels), legend_lines=legend_lines([[label_of(s) for s in g] for _, g in panels]))
+    predictions = {s.label: setting_prediction(s, "time", _time_ref(key_of)) for s in has}
+    extra = [THEORY_LABEL] if any(p[0] is not None for p in predictions.values()) else []
+    fig, grid = panel_grid(plt, len(panels), legend_lines=legend_lines([[label_of(s) for s in g] + extra
+                                                                        for _, g in panels]))
+    any_theory = False
     for (panel_title, group), (axes, legend_ax) in zip(panels, grid):
         ax = axes[0]
         style = styles(group)
         task_lag = None
+        drawn = False
         for s in group:
             st = style[s.label]
-            for at, ls in (("init", "--"), ("final", "-")) if trained else (("init", "-"),):
+            pred, refs, _ = predictions[s.label]
+            if pred is not None:
+                drawn |= draw_prediction(ax, np.arange(len(pred)), pred, refs, st["color"])
+            for at, ls in (("init", ":"), ("final", "-")) if trained else (("init", "-"),):
                 runs = s.runs if at == "init" else s.finished
                 res = _mean_log_curve(runs, key_of, at)
                 if res is None:
@@ -233,13 +328,16 @@ def plot_decay_curves(settings: Sequence[Setting], path: Path, curve: str = DEFA
                 every = max(1, len(lags) // 6)
                 ax.plot(lags, g, ls, color=st["color"], lw=1.4 if ls == "-" else 1.0, marker=st["marker"], ms=4,
                         markevery=(group.index(s) * max(1, every // len(group)) % every, every),
-                        mfc="none" if ls == "--" else st["color"],
+                        mfc="none" if ls == ":" else st["color"],
                         label=label_of(s) if ls == "-" or not s.finished else None)
             for r in s.runs:
                 if r.probe is not None and "task_lag" in r.probe:
                     task_lag = int(r.probe["task_lag"])
+        if drawn:
+            theory_legend_entry(ax)
+            any_theory = True
         if task_lag is not None:
-            ax.axvline(task_lag, color="0.6", lw=0.8, ls=":")
+            ax.axvline(task_lag, color="0.6", lw=0.8, ls="-.")
         ax.set_yscale("log")
         ax.set_xlabel("lag k = τ − t")
         ax.set_title(panel_title, fontsize=9)
@@ -248,9 +346,10 @@ def plot_decay_curves(settings: Sequence[Setting], path: Path, curve: str = DEFA
     states = {k.split("_")[0] for s in has for k in used[s.label]}
     state = states.pop() if len(states) == 1 else "state"
     grid[0][0][0].set_ylabel(f"||dL/d{state}(τ−k)|| / ||dL/d{state}(τ)||")
-    when = "dashed, hollow: step 0; solid: end" if trained else "at step 0"
+    when = "dotted, hollow: step 0; solid: end" if trained else "at step 0"
     _save(plt, fig, path, title, f"gradient through time ({when}; geometric mean over seeds, drawn up to the "
-          f"lag where a seed's gradient underflowed)")
+          f"lag where a seed's gradient underflowed)"
+          + (f"\n{THEORY_CAPTION}" if any_theory else ""))
     return path
 
 

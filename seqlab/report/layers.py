@@ -24,8 +24,9 @@ from typing import Sequence
 
 import numpy as np
 
-from seqlab.report.figures import (_pyplot, _save, display_labels, facet_panels,
-                                   legend_lines, panel_grid, panel_legend, styles)
+from seqlab.report.figures import (THEORY_CAPTION, THEORY_LABEL, _pyplot, _save, display_labels, draw_prediction,
+                                   facet_panels, legend_lines, panel_grid, panel_legend, setting_prediction, styles,
+                                   theory_legend_entry)
 from seqlab.report.runs import Run, Setting, _num
 from seqlab.report.stats import probe_index
 
@@ -161,25 +162,35 @@ def plot_depth_curves(settings: Sequence[Setting], path: Path, title: str = "") 
     panels = facet_panels(stacked)
     trained = any(len(r.probe["steps"]) and int(np.asarray(r.probe["steps"])[-1]) > 0
                   for s in stacked for r in s.runs if r.probe is not None and "steps" in r.probe)
+    predictions = {s.label: setting_prediction(s, "depth", _depth_ref) for s in stacked}
+    extra = [THEORY_LABEL] if any(p[0] is not None for p in predictions.values()) else []
     fig, grid = panel_grid(plt, len(panels), rows=2, width=4.6, height=2.8,
-                           legend_lines=legend_lines([[names[s.label] for s in g] for _, g in panels]))
+                           legend_lines=legend_lines([[names[s.label] for s in g] + extra for _, g in panels]))
+    any_theory = False
     for (panel_title, group), (axes, legend_ax) in zip(panels, grid):
         style = styles(group)
+        drawn = False
         for s in group:
             st = style[s.label]
-            for at, ls in (("init", "--"), ("final", "-")) if trained else (("init", "-"),):
+            pred, refs, _ = predictions[s.label]
+            if pred is not None:
+                drawn |= draw_prediction(axes[0], np.arange(len(pred)), pred, refs, st["color"], from_end=True)
+            for at, ls in (("init", ":"), ("final", "-")) if trained else (("init", "-"),):
                 runs = s.runs if at == "init" else s.finished
                 got = [_depth_at(r, at) for r in runs]
                 g = _geo_mean([x[0] / x[0][-1] if x is not None and x[0][-1] > 0 else None for x in got])
                 grads = _geo_mean([x[1] if x is not None else None for x in got])
                 label = names[s.label] if ls == "-" or not s.finished else None
-                fill = "none" if ls == "--" else st["color"]
+                fill = "none" if ls == ":" else st["color"]
                 if g is not None:
                     axes[0].plot(np.arange(len(g)), g, ls, marker=st["marker"], ms=4, mfc=fill, color=st["color"],
                                  lw=1.3, label=label)
                 if grads is not None:
                     x = np.arange(len(grads))  # the layers, then the readout on top
                     axes[1].plot(x, grads, ls, marker=st["marker"], ms=4, mfc=fill, color=st["color"], lw=1.3)
+        if drawn:
+            theory_legend_entry(axes[0])
+            any_theory = True
         axes[0].set_title(panel_title, fontsize=9)
         axes[1].set_xlabel("layer l (0 = next to the input;\nbottom row's last point: the readout)", fontsize=8)
         for ax in axes:
@@ -189,7 +200,19 @@ def plot_depth_curves(settings: Sequence[Setting], path: Path, title: str = "") 
         panel_legend(legend_ax, axes)
     grid[0][0][0].set_ylabel("g(l) / g(last layer), lag 0", fontsize=8)
     grid[0][0][1].set_ylabel("||dL/dθ_l||", fontsize=8)
-    when = "dashed, hollow: step 0; solid: last probe" if trained else "at step 0"
+    when = "dotted, hollow: step 0; solid: last probe" if trained else "at step 0"
     _save(plt, fig, path, title, f"the gradient against depth ({when}; geometric mean over seeds; "
-          f"{len(stacked)} of {len(settings)} settings have more than one layer)")
+          f"{len(stacked)} of {len(settings)} settings have more than one layer)"
+          + (f"\n{THEORY_CAPTION}" if any_theory else ""))
     return path
+
+
+def _depth_ref(r: Run):
+    """The measured g at the last layer (lag 0) of a run's probe at init: the depth prediction's reference."""
+    got = _depth_at(r, "init")
+    if got is None:
+        return "no depth curve at step 0"
+    keys = [str(k) for k in r.probe.get("curves", [])]
+    if keys and not keys[0].startswith("h_l"):
+        return f"the prediction is for h, the figure shows {keys[0].rsplit('_l', 1)[0]}"
+    return float(got[0][-1])

@@ -9,8 +9,8 @@ from typing import Sequence
 from seqlab.files import write_text
 from seqlab.report.across_tasks import task_label, write_across_tasks
 from seqlab.report.figures import (_colors, _trained, has_training, plot_decay_curves, plot_learning_curves,
-                                   plot_probe_vs_seq_len)
-from seqlab.report.layers import _depth_at, plot_depth_curves, plot_layer_speed
+                                   plot_probe_vs_seq_len, theory_notes)
+from seqlab.report.layers import _depth_at, _depth_ref, plot_depth_curves, plot_layer_speed
 from seqlab.report.runs import DEFAULT_CURVE, FINISHED, Run, group_runs
 from seqlab.report.stats import _status_counts, curves_in, setting_row
 from seqlab.report import verdicts as verdicts_mod
@@ -82,6 +82,8 @@ def write_report(runs: Sequence[Run], out: str | Path, curve: str = DEFAULT_CURV
              "λ1 = top Lyapunov exponent of layer 0, per step."]
     notes += curve_notes(settings, rows, curve)
     notes += figure_notes(settings, runs, written)
+    notes += theory_notes(settings, curve, time="decay_curves" in written,
+                          depth_ref=_depth_ref if "depth_curves" in written else None)
     if "across_tasks_md" in written:
         notes.append("One cell across the tasks, side by side: across_tasks.md (across_tasks.html).")
     md = [f"# {md_escape(title or 'seqlab report')}", "", *map(md_escape, notes), "",
