@@ -10,13 +10,14 @@ from hydra import compose, initialize_config_dir
 
 from seqlab.__main__ import CONF_DIR
 from seqlab.checks import ConfigError
-from seqlab.models import MinGRULayer, SelectiveLayer, SequenceModel
+from seqlab.models import MinGRULayer, MinLSTMLayer, SelectiveLayer, SequenceModel
 from seqlab.models import scan as scans
 from seqlab.train import RunInfo, train
 
 SIGNED = {
     **{f"selective-{s}": partial(SelectiveLayer, state_size=3, scan=s, eigenvalues="signed") for s in scans.LINEAR},
     **{f"mingru-{s}": partial(MinGRULayer, scan=s, eigenvalues="signed") for s in scans.LINEAR},
+    **{f"minlstm-{s}": partial(MinLSTMLayer, scan=s, eigenvalues="signed") for s in scans.LINEAR},
 }
 
 
@@ -67,10 +68,35 @@ def test_signed_mingru_transition_is_1_minus_2z():
     assert (a < 0).any() and (a > 0).any()  # z = 1/2 at the centre of the init: both signs
 
 
+def test_signed_minlstm_transition_is_2_f_prime_minus_1_and_its_jacobian_too():
+    torch.manual_seed(0)
+    layer = MinLSTMLayer(2, 4, eigenvalues="signed").double()
+    with torch.no_grad():
+        layer.linear.weight.mul_(4.0)  # gates far from 1/2: a of both signs, near -1 and 1
+    x = torch.randn(1, 7, 2, dtype=torch.float64)
+    p = layer.project(x)
+    a, b = layer.coefficients(p)
+    k_f, k_i, v = p.chunk(3, dim=-1)
+    f, i = torch.sigmoid(k_f), torch.sigmoid(k_i)
+    torch.testing.assert_close(a, 2 * f / (f + i) - 1)  # the paper's normalized forget gate, stretched to (-1, 1)
+    torch.testing.assert_close(b, i / (f + i) * layer.cand(v))  # the input side unchanged
+    assert (a < 0).any() and (a > 0).any() and (a.abs() < 1).all()
+    drive = layer.input_drive(x)[:, 3]
+    h = torch.randn(1, 4, dtype=torch.float64)
+    J = torch.autograd.functional.jacobian(lambda s: layer.step(drive, (s,))[0], h).reshape(4, 4)
+    torch.testing.assert_close(J, torch.diag(a[0, 3]))  # dh_t/dh_(t-1) = diag(2 f' - 1)
+    positive = MinLSTMLayer(2, 4).double()
+    positive.load_state_dict(layer.state_dict())
+    w, _ = positive.coefficients(p)  # the default: a = f' = 1 - i' in (0, 1)
+    torch.testing.assert_close(1 - w, f / (f + i))
+
+
 @pytest.mark.parametrize("make, key", [
     (lambda: SelectiveLayer(2, 4, eigenvalues="negative"), "model.layer.eigenvalues"),
     (lambda: MinGRULayer(2, 4, eigenvalues="complex"), "model.layer.eigenvalues"),
     (lambda: MinGRULayer(2, 4, scan="log", eigenvalues="signed"), "model.layer.scan"),
+    (lambda: MinLSTMLayer(2, 4, eigenvalues="negative"), "model.layer.eigenvalues"),
+    (lambda: MinLSTMLayer(2, 4, scan="log", eigenvalues="signed"), "model.layer.scan"),
 ])
 def test_bad_eigenvalue_options_name_the_key(make, key):
     with pytest.raises(ConfigError, match=rf"^{key}="):

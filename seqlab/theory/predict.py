@@ -147,7 +147,7 @@ GATED_REASONS = {
     "GRULayer": "GRU: Gilboa et al. 2019's gated mean-field theory is not implemented here",
     "MinGRULayer": "minGRU: its gates read the input only, so dh_t/dh_(t-1) = diag(1 - z_t) (signed: 1 - 2 z_t) is set by the data, "
                    "not by a mean-field fixed point",
-    "MinLSTMLayer": "minLSTM: its gates read the input only, so dh_t/dh_(t-1) = diag(f'_t) is set by the data, "
+    "MinLSTMLayer": "minLSTM: its gates read the input only, so dh_t/dh_(t-1) = diag(f'_t) (signed: 2 f'_t - 1) is set by the data, "
                     "not by a mean-field fixed point",
     "SelectiveLayer": "selective SSM: its transition (exp(Delta_t A), or 2 exp(Delta_t A) - 1 signed) is set by the "
                       "data, not by a mean-field fixed point",
