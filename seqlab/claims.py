@@ -74,13 +74,14 @@ def sweep_dir(root: Path, preset: str) -> Path:
     return root / preset
 
 
-def run_preset(preset: str, root: Path, rerun: bool = False) -> Path:
-    """Run ``+experiment=preset`` into ``root/preset`` (unless its runs are there); returns the dir."""
+def run_preset(preset: str, root: Path, rerun: bool = False, extra: Sequence[str] = ()) -> Path:
+    """Run ``+experiment=preset`` into ``root/preset`` (unless its runs are there), with the overrides
+    ``extra`` after the preset's own; returns the dir."""
     out = sweep_dir(root, preset)
     if out.exists() and not rerun and any(out.glob("*/summary.json")):
         print(f"  {preset}: reading {out} (already run; --rerun to run again)")
         return out
-    cmd = [sys.executable, "-m", "seqlab", "-m", f"+experiment={preset}", f"hydra.sweep.dir={out}"]
+    cmd = [sys.executable, "-m", "seqlab", "-m", f"+experiment={preset}", *extra, f"hydra.sweep.dir={out}"]
     print(f"  {preset}: {' '.join(cmd[1:])}", flush=True)
     env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
     done = subprocess.run(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -123,7 +124,8 @@ def time_curve(run: Run, curve: str) -> tuple[str, np.ndarray] | None:
 
 
 def _geo_mean(curves: Sequence[np.ndarray], ref_index: int) -> np.ndarray | None:
-    """Geometric mean over runs of g / g[ref_index]; nan where a run's g underflowed to 0."""
+    """Geometric mean over runs of g / g[ref_index]; nan where any run's g underflowed to 0 (a mean of
+    the other seeds there would bend the curve up: a kink that is no measurement)."""
     logs = []
     for g in curves:
         if g is None or g.size == 0 or not g[ref_index] > 0:
@@ -135,8 +137,8 @@ def _geo_mean(curves: Sequence[np.ndarray], ref_index: int) -> np.ndarray | None
     n = min(len(x) for x in logs)
     a = np.stack([x[:n] for x in logs])
     ok = np.isfinite(a)
-    mean = np.where(ok, a, 0).sum(0) / np.maximum(ok.sum(0), 1)
-    return np.where(ok.any(0), 10 ** mean, np.nan)
+    mean = np.where(ok, a, 0).mean(0)
+    return np.where(ok.all(0), 10 ** mean, np.nan)
 
 
 def _mean(values) -> float:
@@ -362,11 +364,11 @@ def _fmt(x, digits=3) -> str:
     return "n/a" if x is None or not math.isfinite(x) else f"{x:.{digits}g}"
 
 
-def run_claim(claim: Claim, root: Path, out: Path, rerun: bool = False) -> list[str]:
+def run_claim(claim: Claim, root: Path, out: Path, rerun: bool = False, extra: Sequence[str] = ()) -> list[str]:
     """Run (or read) the claim's sweeps, draw its figure into ``out``, return its table lines."""
     sweeps: dict[str, list[Setting]] = {}
     for axis, preset in zip([a for a in ("depth", "time") if getattr(claim, a)], claim.presets()):
-        runs = load_runs([run_preset(preset, root, rerun)])
+        runs = load_runs([run_preset(preset, root, rerun, extra)])
         sweeps[axis] = group_runs(runs)
     out.mkdir(parents=True, exist_ok=True)
     path = out / f"claim_{claim.name}.png"
@@ -395,6 +397,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--root", default="multirun/claims", help="where the sweeps go (default multirun/claims)")
     parser.add_argument("--out", default=None, help="where the figures go (default ROOT/figures)")
     parser.add_argument("--rerun", action="store_true", help="run the sweeps again even if their runs are there")
+    parser.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE", dest="extra",
+                        help="overrides for every sweep after the preset's own, e.g. probe.lyapunov_k=0 logger=none "
+                             "(the init claims' figures and numbers do not use the Lyapunov spectrum)")
     args = parser.parse_args(argv)
     if not args.names:
         for c in CLAIMS.values():
@@ -405,6 +410,11 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         print(f"seqlab: error: claim={unknown[0]}: unknown claim; allowed: {', '.join(CLAIMS)}, all", file=sys.stderr)
         return 2
+    bad = next((o for o in args.extra if "=" not in o or o.startswith(("hydra.sweep.dir", "-"))), None)
+    if bad is not None:
+        print(f"seqlab: error: --set {bad}: each must be KEY=VALUE (not hydra.sweep.dir: --root sets it)",
+              file=sys.stderr)
+        return 2
     root = Path(args.root)
     out = Path(args.out) if args.out else root / "figures"
     from .checks import ConfigError
@@ -414,7 +424,7 @@ def main(argv: list[str] | None = None) -> int:
         check_writable(root, "--root")
         check_writable(out, "--out")
         for n in names:
-            print("\n".join(run_claim(CLAIMS[n], root, out, args.rerun)), flush=True)
+            print("\n".join(run_claim(CLAIMS[n], root, out, args.rerun, args.extra)), flush=True)
     except ConfigError as e:  # --root/--out unusable; a run directory naming a callable not the lab's own
         print(f"seqlab.claims: error: {e}", file=sys.stderr)
         return 2

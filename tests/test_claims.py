@@ -31,6 +31,30 @@ def test_listing_and_an_unknown_claim(capsys):
     assert len(err) == 1 and err[0].startswith("seqlab: error: claim=sigmoid_bund: unknown claim; allowed:")
 
 
+def test_set_passes_overrides_to_every_sweep_and_a_bad_one_is_one_line(tmp_path, monkeypatch, capsys):
+    seen = []
+
+    class Done:
+        returncode, stdout = 0, ""
+
+    def fake(cmd, **kw):  # the sweep leaves its directory, here empty
+        seen.append(cmd)
+        Path(cmd[-1].split("=", 1)[1]).mkdir(parents=True)
+        return Done()
+
+    monkeypatch.setattr(claims.subprocess, "run", fake)
+    assert claims.main(["decay", "--root", str(tmp_path), "--set", "probe.lyapunov_k=0", "logger=none"]) == 0
+    assert len(seen) == 2  # the depth and the time preset
+    for cmd in seen:  # after the preset (so they win), before the sweep dir the command sets
+        i = cmd.index("probe.lyapunov_k=0")
+        assert cmd[i - 1].startswith("+experiment=claim_decay_") and cmd[i + 1] == "logger=none"
+        assert cmd[-1].startswith("hydra.sweep.dir=")
+    capsys.readouterr()
+    assert claims.main(["decay", "--root", str(tmp_path), "--set", "lyapunov"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("seqlab: error: --set lyapunov: each must be KEY=VALUE")
+
+
 def _run(seed, probe=None, metrics=(), status="finished") -> Run:
     return Run(path=Path(f"/r{seed}"), status=status, config={"seed": seed}, overrides=[], summary={},
                metrics=list(metrics), probe=probe)
@@ -50,6 +74,14 @@ def test_depth_numbers_and_curves_are_the_geometric_mean_relative_to_the_last_la
     n = claims.init_numbers(s, "depth", "h_l0")
     assert n["gain"] == pytest.approx(0.375) and n["seeds"] == 2
     assert n["decades"] == pytest.approx((4 * np.log10(4) + 4 * np.log10(2)) / 2)
+
+
+def test_the_seed_mean_stops_where_a_seed_underflowed():
+    a, b = 0.5 ** np.arange(60.0), 0.5 ** np.arange(60.0)
+    b[40:] = 0.0  # one seed's gradient underflowed from lag 40; the other goes on
+    g = claims._geo_mean([a, b], ref_index=0)
+    assert np.isfinite(g[:40]).all() and np.isnan(g[40:]).all()  # not the other seed alone: a kink up
+    assert g[39] == pytest.approx(0.5 ** 39)
 
 
 def test_time_curve_prefers_the_asked_curve_and_falls_back_to_h():
