@@ -21,6 +21,22 @@ def test_the_claims_table_in_the_doc_is_the_commands_output():
     assert claims_table.table(rows) in DOC
 
 
+def test_the_notebooks_theory_column_and_the_readmes_disagreements_are_the_commands_output(capsys):
+    rows = json.loads((RESULTS / "theory_claims.json").read_text())["rows"]
+    notebook = (ROOT / "docs" / "notebook.md").read_text().splitlines()
+    cells = claims_table.theory_column(rows)
+    assert set(cells) == {n for n, c in claims_table.claims_mod.CLAIMS.items() if c.kind == "init"}
+    for claim, cell in cells.items():  # in the claim's own row of the table
+        row = [line for line in notebook if line.startswith("| ") and f"(`{claim}`) |" in line]
+        assert len(row) == 1 and f" | {cell} | " in row[0], claim
+    sentence = claims_table.disagreements(rows)
+    assert "\n" + sentence + "\n" in (ROOT / "README.md").read_text()
+    assert "within 2% in 43 of the 53" in sentence and "init time tanh/xavier +4.6%" in sentence
+    assert claims_table.main(["--table", str(RESULTS / "theory_claims.json"), "--column"]) == 0
+    printed = capsys.readouterr().out.splitlines()
+    assert printed[-1] == sentence and f"decay: {cells['decay']}" in printed
+
+
 def test_the_phase_boundary_in_the_doc_is_the_commands_output(tmp_path, capsys):
     assert phase.main(["plot", str(RESULTS / "phase_tanh_digits.json"), "--out", str(tmp_path / "p.png")]) == 0
     printed = capsys.readouterr().out.splitlines()[1:]  # after the figure's path

@@ -2,6 +2,8 @@
 
     python -m seqlab.theory.claims_table --out docs/results/theory_claims.json   # measure + predict
     python -m seqlab.theory.claims_table --table docs/results/theory_claims.json  # the markdown table
+    python -m seqlab.theory.claims_table --table docs/results/theory_claims.json --column
+        # docs/notebook.md's "theory" column and README.md's sentence on where they disagree
 
 For every sweep point of every init claim's presets (``seqlab.claims``: conf/experiment/
 claim_{name}_{depth,time}.yaml, seeds included) it builds the model at init exactly as the
@@ -98,6 +100,73 @@ def table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def _short(override: str) -> str:
+    """'model.layer.activation=tanh' -> 'tanh'; a number or a boolean keeps its key: 'gain=0.5', 'norm=none'."""
+    key, value = override.split("=", 1)
+    try:
+        float(value)
+        named = True
+    except ValueError:
+        named = value in ("true", "false", "none")
+    return f"{key.rsplit('.', 1)[-1]}={value}" if named else value
+
+
+def _grouped(rows: list[dict]) -> dict[tuple, dict]:
+    """(claim, axis, setting) -> {'label', 'measured', 'predicted' (nan: absent), 'absent'}: seeds averaged."""
+    out: dict[tuple, dict] = {}
+    for r in rows:
+        setting = tuple(o for o in r["overrides"] if not o.startswith("seed="))
+        out.setdefault((r["claim"], r["axis"], setting), []).append(r)
+    for key, rs in out.items():
+        meas = [r["measured_gain"] for r in rs if isinstance(r.get("measured_gain"), (int, float))]
+        pred = [r["gain"] for r in rs if isinstance(r.get("gain"), (int, float))]
+        label = "/".join(_short(o) for o in key[2]) or "-"
+        out[key] = {"label": label, "measured": sum(meas) / len(meas) if meas else math.nan,
+                    "predicted": sum(pred) / len(pred) if pred else math.nan, "absent": rs[0].get("absent")}
+    return out
+
+
+def theory_column(rows: list[dict]) -> dict[str, str]:
+    """The notebook's claims table's "theory" cell per claim: the mean-field gain of every setting in the
+    order of the claim's sweep ('absent' where the library gives none), and the largest gap."""
+    cells: dict[str, list[str]] = {}
+    worst: dict[str, tuple[float, str]] = {}
+    for (claim, axis, _), g in _grouped(rows).items():
+        parts = cells.setdefault(claim, [])
+        text = f"{g['label']} {_g(g['predicted'])}" if math.isfinite(g["predicted"]) else f"{g['label']} absent"
+        if parts and parts[-1].startswith(f"{axis}: "):
+            parts[-1] += f", {text}"
+        else:
+            parts.append(f"{axis}: {text}")
+        if math.isfinite(g["predicted"]) and math.isfinite(g["measured"]):
+            gap = g["measured"] / g["predicted"] - 1
+            if abs(gap) > abs(worst.get(claim, (0.0, ""))[0]):
+                worst[claim] = (gap, f"{g['label']}, {axis}")
+    out = {}
+    for claim, parts in cells.items():
+        text = "; ".join(parts)
+        if claim in worst:
+            gap, where = worst[claim]
+            text += f" (largest gap {100 * gap:+.1f}%: {where})"
+        out[claim] = text
+    return out
+
+
+def disagreements(rows: list[dict], threshold: float = 0.02) -> str:
+    """One sentence: how many predicted settings meet the measurement within ``threshold``, and every
+    one that does not (claim, axis, setting, gap)."""
+    groups = list(_grouped(rows).items())
+    have = [(k, g) for k, g in groups if math.isfinite(g["predicted"]) and math.isfinite(g["measured"])]
+    far = [(k, g, g["measured"] / g["predicted"] - 1) for k, g in have
+           if abs(g["measured"] / g["predicted"] - 1) > threshold]
+    absent = sum(not math.isfinite(g["predicted"]) for _, g in groups)
+    text = (f"Mean-field theory meets the measured init gain within {100 * threshold:g}% in {len(have) - len(far)} "
+            f"of the {len(have)} claim settings it predicts ({absent} more have no prediction, with the reason)")
+    if far:
+        text += "; beyond that: " + ", ".join(f"{k[0]} {k[1]} {g['label']} {100 * gap:+.1f}%" for k, g, gap in far)
+    return text + "."
+
+
 INIT_CLAIMS = [n for n, c in claims_mod.CLAIMS.items() if c.kind == "init"]
 
 
@@ -106,6 +175,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("names", nargs="*", help=f"init claims (default all: {', '.join(INIT_CLAIMS)})")
     parser.add_argument("--out", type=Path, help="measure and predict, write the rows here (JSON)")
     parser.add_argument("--table", type=Path, help="print the markdown table of a rows file")
+    parser.add_argument("--column", action="store_true", help="with --table: print docs/notebook.md's theory cell "
+                        "per claim and the sentence on where theory and measurement disagree (README.md)")
     args = parser.parse_args(argv)
     unknown = [n for n in args.names if n not in INIT_CLAIMS]
     if unknown:
@@ -127,7 +198,13 @@ def main(argv: list[str] | None = None) -> int:
     if not args.table.is_file():
         print(f"seqlab: error: table={args.table}: no such file", file=sys.stderr)
         return 2
-    print(table(json.loads(args.table.read_text())["rows"]))
+    rows = json.loads(args.table.read_text())["rows"]
+    if args.column:
+        for claim, cell in theory_column(rows).items():
+            print(f"{claim}: {cell}")
+        print(disagreements(rows))
+        return 0
+    print(table(rows))
     return 0
 
 
