@@ -42,8 +42,8 @@ RESULTS = ROOT / "results"
 DOC = ROOT / "docs" / "results.md"
 FIGURE = ROOT / "docs" / "figures" / "long_memory_lr_grid.png"
 STATUS_RANK = {"finished": 0, "stopped": 1, "diverged": 2, "failed": 3, "preempted": 4}
-CELL_ORDER = ("rnn_tanh", "irnn", "lstm_forget1", "lstm_chrono", "gru", "indrnn", "exprnn", "lru", "mingru",
-              "minlstm", "cornn", "selective")
+CELL_ORDER = ("rnn", "rnn_tanh", "irnn", "lstm", "lstm_forget1", "lstm_chrono", "gru", "indrnn", "exprnn", "lru",
+              "mingru", "minlstm", "cornn", "selective")  # remedies (conf/remedy/) and plain models alike
 TASK_ORDER = ("adding", "copy", "delayed_recall")
 
 
@@ -253,8 +253,9 @@ def blocks(root: Path = ROOT) -> dict[str, str]:
            "long_memory_single_lr": single_lr_block(root)}
     for d in sorted(p for p in (root / "results").glob("*") if p.is_dir() and p.name not in SPECIAL_TABLES):
         parts, records = load_table(d.name, root / "results")
-        out[d.name] = grid_block(d.name, parts, records, missing="-", missing_text="not a cell of that task's sweep")
-        out[f"{d.name}_detail"] = detail_block(records, d.name, (), ())
+        out[d.name] = grid_block(d.name, parts, records, CELL_ORDER, missing="-",
+                                 missing_text="not a cell of that task's sweep")
+        out[f"{d.name}_detail"] = detail_block(records, d.name, CELL_ORDER, ())
     return out
 
 

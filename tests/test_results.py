@@ -96,7 +96,7 @@ def test_any_other_table_directory_gets_a_grid_block_and_a_detail_block(tmp_path
     assert "- `results/suite/mqar.json` (4 runs): `python -m seqlab -m +experiment=mq`" in lines
     assert "- `results/suite/to.json` (8 runs): `python -m seqlab -m +experiment=to`. reduced" in lines
     assert lines[-4:] == ["| cell | mqar T=64 | temporal_order T=100 |", "|---|---|---|",
-                          "| lstm | 1e-2+ (1/2), 32k | 1e-3 (2/2), 30k |", "| rnn | - | none (0/4) |"]
+                          "| rnn | - | none (0/4) |", "| lstm | 1e-2+ (1/2), 32k | 1e-3 (2/2), 30k |"]  # R.CELL_ORDER
     detail = b["suite_detail"]
     assert "| lstm | temporal_order | 100 | 4 | 2/4 |" in detail and "| rnn | temporal_order | 100 | 4 | 0/4 |" in detail
     assert "(4 stopped)" in detail
