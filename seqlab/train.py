@@ -41,6 +41,7 @@ from .lengths import length_row, length_summary, length_tasks
 from .models import SequenceModel
 from .population import Population
 from .probe import ProbeHistory, probe
+from .probe.measure import population_lyapunov_of
 from .probe.layer_stats import LayerStats
 from .probe.plots import GRID_PNG, figure_title, plot_grid, write_plots
 from .probe.records import log_probe
@@ -227,8 +228,10 @@ def _train(live: list["Member"], stop: StopFlag, population: "Population | None"
         return
     steps = live[0].steps  # a population's members share every knob but seed, learning rate and init
     try:
-        for m in [m for m in live if m.saved is None]:
+        fresh = [m for m in live if m.saved is None]
+        for m in fresh:
             m.guard(live, m.start)
+        probe_members([m for m in fresh if m in live and m.probe_settings], live, population, 0, steps == 0)
         if not live:  # every member diverged at step 0
             return
         first = min(m.state.step for m in live) + 1
@@ -273,9 +276,9 @@ def _train(live: list["Member"], stop: StopFlag, population: "Population | None"
                 bar.update(step, loss=lead.last_train_loss if population is None else None)
             else:
                 bar.update(step)
-            for m in group:
-                if m in live and m.probe_settings and (step % m.probe_settings.every == 0 or step == steps):
-                    tick += m.guard(live, m.do_probe, step, step == steps) or 0.0
+            probing = [m for m in group if m in live and m.probe_settings and
+                       (step % m.probe_settings.every == 0 or step == steps)]
+            tick += probe_members(probing, live, population, step, step == steps)
             for m in group:
                 if m in live and (step % m.checkpoint_every == 0 or stop.signum is not None):
                     m.save_checkpoint()
@@ -292,6 +295,25 @@ def _train(live: list["Member"], stop: StopFlag, population: "Population | None"
         for m in live:
             m.end(e)
         raise
+
+
+def probe_members(members: list["Member"], live: list["Member"], population: "Population | None", step: int,
+                  final: bool) -> float:
+    """Probe ``members`` at ``step``; returns the seconds it took (not training time). In a population the
+    Lyapunov spectra, when due, come from one batched pass over the members (each member's own spectra:
+    its weights, the same inputs and first Q as alone; seqlab.probe.lyapunov); the rest is per member."""
+    t0 = time.perf_counter()
+    spectra = {}
+    due = [m for m in members if m.probe_settings.lyapunov_due(step, first=len(m.probes) == 0, last=final)]
+    if population is not None and len(due) > 1:
+        lead = due[0]
+        spectra = dict(zip(due, population_lyapunov_of([m.model for m in due], lead.task, lead.probe_batch,
+                                                       lead.probe_settings)))
+        for m in due:
+            m.probe_time += (time.perf_counter() - t0) / len(due)  # each member's share of the batched pass
+    for m in members:
+        m.guard(live, m.do_probe, step, final, spectra.get(m))
+    return time.perf_counter() - t0
 
 
 class Member:
@@ -393,11 +415,9 @@ class Member:
             return None
 
     def start(self) -> None:
-        """A fresh run's step 0: flossing (if on), the first evaluation and probe."""
+        """A fresh run's step 0: flossing (if on) and the first evaluation (its first probe: probe_members)."""
         self.do_floss(0)
         self.do_eval(0, {})
-        if self.probe_settings:
-            self.do_probe(0, final=self.cfg.steps == 0)
 
     def update(self, step: int, loss_value: float, norm_value: float) -> None:
         """The optimizer's step for this member, or (non-finite loss or gradient) its policy: skip the
@@ -487,12 +507,13 @@ class Member:
             self.tracker.log(row)
             self.summary["flossing"] = self.flossing.rows
 
-    def do_probe(self, step: int, final: bool = False) -> float:
-        """Probe the gradient through time; returns the seconds it took (not training time)."""
+    def do_probe(self, step: int, final: bool = False, spectra: list | None = None) -> float:
+        """Probe the gradient through time (``spectra``: its Lyapunov spectra, already measured);
+        returns the seconds it took (not training time)."""
         t0 = time.perf_counter()
         probes, settings, task = self.probes, self.probe_settings, self.task
         result = probe(self.model, task, self.probe_batch, settings,
-                       lyapunov=settings.lyapunov_due(step, first=len(probes) == 0, last=final))
+                       lyapunov=settings.lyapunov_due(step, first=len(probes) == 0, last=final), spectra=spectra)
         probes.append(step, result)
         if step == 0 and probes.theory is None:  # the mean-field prediction beside the probe at init
             probes.theory = beside_probe(self.model, self.config.get("model"), task, self.probe_batch, settings,

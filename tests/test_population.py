@@ -17,6 +17,7 @@ from seqlab.__main__ import CONF_DIR
 from seqlab.models import FeedforwardLayer, GRULayer, LRULayer, LSTMLayer, RNNLayer, SequenceModel
 from seqlab.models.activations import ACTIVATIONS
 from seqlab.population import Population, batchable, group_key, population_support
+from seqlab.probe.lyapunov import lyapunov_estimates, population_lyapunov_estimates
 from seqlab.train import Preempted, RunInfo, train, train_members
 
 SMALL = ["logger=none", "progress=false", "task=adding", "seq_len=10", "steps=30", "eval_every=10",
@@ -56,6 +57,11 @@ def assert_same_run(alone: Path, member: Path, rel: float = 1e-4) -> None:
     for k in pa.files:
         if k.startswith(("mean_", "total_", "gain_")):
             np.testing.assert_allclose(pb[k], pa[k], rtol=rel, atol=1e-12, err_msg=k)
+        if k.startswith("lyapunov_l"):  # a population's spectra come from one batched pass (probe_members)
+            # at step 0 (the same weights) every exponent; later the largest (the trained weights differ by
+            # rounding, which can move the smallest exponents of a degenerate spectrum, e.g. dead ReLU units)
+            np.testing.assert_allclose(pb[k][0], pa[k][0], rtol=1e-5, atol=1e-7, err_msg=k)
+            np.testing.assert_allclose(pb[k][:, 0], pa[k][:, 0], rtol=rel, atol=1e-6, err_msg=k)
 
 
 # --- the batched step itself ------------------------------------------------------------------------
@@ -89,6 +95,29 @@ def test_summed_member_losses_give_each_member_its_own_gradient(cell):
         torch.testing.assert_close(out[m].detach(), alone_out[m], rtol=1e-5, atol=1e-6)
         for p, g in zip(model.parameters(), alone_grads[m]):
             torch.testing.assert_close(p.grad, g, rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.parametrize("cell", ["rnn_tanh", "rnn_relu", "lstm", "gru"])
+def test_population_lyapunov_spectra_equal_each_members_alone(cell):
+    """One batched QR loop over the members' stacked weights (the probe's spectra in a population) gives
+    each member the estimate it gets alone: exponents, standard error and drift, every layer. (ReLU: the
+    top 2 only; an exponent next to an exactly -inf one, a dead unit's, is ill-conditioned: rounding moves
+    it by ~1% (seen: a member against its lone run, the same weights).)"""
+    models = []
+    for seed in range(3):
+        torch.manual_seed(seed)
+        models.append(SequenceModel(CELLS[cell], input_size=3, output_size=2, hidden_size=6, num_layers=2))
+    x = torch.randn(1, 80, 3)
+    k = 2 if cell == "rnn_relu" else 4
+    together = population_lyapunov_estimates(models, x, k=k, warmup=20, seed=3)
+    for model, estimates in zip(models, together):
+        alone = lyapunov_estimates(model, x, k=k, warmup=20, seed=3)
+        assert len(estimates) == len(alone) == 2 and any(np.isfinite(e.exponents).any() for e in alone)
+        for a, b in zip(alone, estimates):  # (a dead ReLU layer's exponents are exactly -inf)
+            assert a.steps == b.steps == 60
+            for field in ("exponents", "se", "drift"):
+                np.testing.assert_allclose(getattr(b, field), getattr(a, field), rtol=1e-5, atol=1e-6)
+    assert not np.allclose(together[0][0].exponents, together[1][0].exponents)  # each member its own
 
 
 def test_a_member_that_overflows_leaves_the_others_gradients_finite_and_their_own():

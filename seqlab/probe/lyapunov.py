@@ -88,23 +88,36 @@ class _QRLoop(nn.Module):
 
     def forward(self, drive: torch.Tensor, s: torch.Tensor, Q: torch.Tensor, warmup: int,
                 sizes: list[int]) -> torch.Tensor:
-        """drive (n, T, G), state s (n, S), Q (n, S, k) -> log R_ii at every t >= warmup, (T - warmup, n, k)."""
-        (n, S, k), T = Q.shape, drive.shape[1]
+        """drive (..., n, T, G), state s (..., n, S), Q (..., n, S, k) -> log R_ii at every t >= warmup,
+        (T - warmup, ..., n, k). The leading dims ``...`` are a population's members (none for one layer:
+        then these are exactly the ops of a (n, T, G) drive)."""
+        *lead, n, S, k = Q.shape
         # the drive as duals with a zero tangent (see lyapunov_spectrum); row (b, j) is sequence b
-        u = fwAD.make_dual(drive.repeat_interleave(k, dim=0), torch.zeros_like(drive).repeat_interleave(k, dim=0))
+        u = fwAD.make_dual(drive.repeat_interleave(k, dim=-3), torch.zeros_like(drive).repeat_interleave(k, dim=-3))
         log_r = []
-        for t, u_t in enumerate(u.unbind(1)):
-            # row (b, j) of the (n*k, S) batch: state s_b with tangent Q_b[:, j]
-            dual = fwAD.make_dual(s.repeat_interleave(k, dim=0), Q.transpose(1, 2).reshape(n * k, S))
+        for t, u_t in enumerate(u.unbind(-2)):
+            # row (b, j) of the (..., n*k, S) batch: state s_b with tangent Q_b[:, j]
+            dual = fwAD.make_dual(s.repeat_interleave(k, dim=-2), Q.transpose(-1, -2).reshape(*lead, n * k, S))
             out = self.layer.step(u_t, tuple(dual.split(sizes, dim=-1)))
-            primal, tangent = fwAD.unpack_dual(torch.cat(out, dim=-1))  # (n*k, S) each
-            s = primal[::k]  # (n, S): every copy carries the same state
-            Q, R = torch.linalg.qr(tangent.reshape(n, k, S).transpose(1, 2))  # J_t Q = Q' R: (n, S, k), (n, k, k)
-            r = torch.diagonal(R, dim1=-2, dim2=-1)  # (n, k)
-            Q = Q * torch.where(r < 0, -1.0, 1.0).to(Q.dtype).unsqueeze(1)  # Q D, D R: diag(R) > 0
+            primal, tangent = fwAD.unpack_dual(torch.cat(out, dim=-1))  # (..., n*k, S) each
+            s = primal[..., ::k, :]  # (..., n, S): every copy carries the same state
+            Q, R = torch.linalg.qr(tangent.reshape(*lead, n, k, S).transpose(-1, -2))  # J_t Q = Q' R
+            r = torch.diagonal(R, dim1=-2, dim2=-1)  # (..., n, k)
+            Q = Q * torch.where(r < 0, -1.0, 1.0).to(Q.dtype).unsqueeze(-2)  # Q D, D R: diag(R) > 0
             if t >= warmup:
                 log_r.append(r)  # > 0 up to sign; the logs are taken once, at the end
-        return torch.stack(log_r).abs().double().log() if log_r else torch.zeros(0, n, k, dtype=torch.float64)
+        return torch.stack(log_r).abs().double().log() if log_r else torch.zeros(0, *lead, n, k, dtype=torch.float64)
+
+
+class _Drive(nn.Module):
+    """``layer.input_drive`` as a module's forward, for ``functional_call`` with a population's stacked weights."""
+
+    def __init__(self, layer: RecurrentLayer):
+        super().__init__()
+        self.layer = layer
+
+    def forward(self, inputs: torch.Tensor) -> torch.Tensor:
+        return self.layer.input_drive(inputs)
 
 
 @dataclass(frozen=True)
@@ -154,31 +167,41 @@ def summarize_log_r(log_r: np.ndarray, blocks: int = 10) -> LyapunovEstimate:
 
 
 def _log_r(layer: RecurrentLayer, inputs: torch.Tensor, k: int, warmup: int, seed: int,
-           differentiable: bool = False) -> torch.Tensor:
+           differentiable: bool = False, members: list[RecurrentLayer] | None = None) -> torch.Tensor:
     """The QR loop along ``inputs`` (n, T, D): log R_ii of every step after the warm-up, (T - warmup, n, k').
 
     ``differentiable``: keep the autograd graph back to the layer's parameters (reverse mode
     through the forward-mode tangents and the QR steps), for gradient flossing.
+    ``members``: the same layer of M same-shaped models (a population; ``layer`` is the first), each
+    along its own ``inputs[m]`` (M, n, T, D) from the same first Q as alone, in one loop whose step runs
+    ``layer``'s step path on their stacked weights: (T - warmup, M, n, k').
     """
-    n, T = inputs.shape[:2]
+    n, T = inputs.shape[-3:-1]
     with probe_mode(layer), torch.set_grad_enabled(differentiable), one_thread():
-        drive = layer.input_drive(inputs)  # (n, T, G)
+        loop = _QRLoop(layer)
+        if members is None:
+            weights = {name: p if differentiable else p.detach() for name, p in loop.named_parameters()}
+            drive = layer.input_drive(inputs)  # (n, T, G)
+        else:
+            own = [dict(member.named_parameters()) for member in members]
+            weights = {f"layer.{name}": torch.stack([params[name].detach() for params in own])
+                       for name in own[0]}
+            drive = functional_call(_Drive(layer), weights, (inputs,))  # (M, n, T, G)
         state = layer.initial_state(inputs)
         sizes = [s.shape[-1] for s in state]
         S = sum(sizes)
         k = min(k, S)
         gen = torch.Generator().manual_seed(seed)
         Q = torch.linalg.qr(torch.randn(n, S, k, generator=gen, dtype=torch.float64))[0]  # (n, S, k)
-        Q = Q.to(device=inputs.device, dtype=inputs.dtype)
-        loop = _QRLoop(layer)
+        Q = Q.to(device=inputs.device, dtype=inputs.dtype).expand(*inputs.shape[:-3], n, S, k)
         with fwAD.dual_level(), warnings.catch_warnings():
             # torch loads its forward-AD decompositions on first use via torch.jit.script, which warns
             warnings.filterwarnings("ignore", "`torch.jit.script` is deprecated", DeprecationWarning)
             # Every parameter enters as a dual with a real zero tangent: an op between a dual and a
             # plain tensor takes forward AD's zero-tensor path, ~30x slower than dual with dual
             # (torch 2.13 CPU: add 240 us vs 7 us at (16, 128)).
-            params = {name: fwAD.make_dual(p if differentiable else p.detach(), torch.zeros_like(p))
-                      for name, p in loop.named_parameters() if p.is_floating_point()}
+            params = {name: fwAD.make_dual(p, torch.zeros_like(p)) for name, p in weights.items()
+                      if p.is_floating_point()}
             return functional_call(loop, params, (drive, torch.cat(state, dim=-1), Q, warmup, sizes))
 
 
@@ -233,3 +256,20 @@ def lyapunov_estimates(model: SequenceModel, x: torch.Tensor, k: int = 16, warmu
     """``lyapunov_estimate`` of every layer of ``model`` along the trajectory of ``x`` (n, T, D)."""
     return [lyapunov_estimate(layer, inputs, k, warmup, seed, blocks)
             for layer, inputs in zip(model.layers, layer_inputs(model, x))]
+
+
+def population_lyapunov_estimates(models: list[SequenceModel], x: torch.Tensor, k: int = 16, warmup: int = 50,
+                                  seed: int = 0, blocks: int = 10) -> list[list[LyapunovEstimate]]:
+    """``lyapunov_estimates`` of each of M same-shaped models (a population's members; seqlab.population),
+    in one batched QR loop per layer: each member's layer steps with its own weights (stacked along a
+    leading member dimension), along its own layer inputs from the same ``x`` and the same first Q as
+    it would alone. The members are independent, so each gets its own estimate (equal to its lone
+    ``lyapunov_estimates`` to float rounding: the batched matmul against the plain one)."""
+    # layer 0 reads x itself (SequenceModel); a deeper layer reads each member's own lower layers' output
+    seen = [layer_inputs(model, x) for model in models] if len(models[0].layers) > 1 else [[x]] * len(models)
+    per_layer = []
+    for layers, inputs in zip(zip(*(model.layers for model in models)), zip(*seen)):
+        inputs = torch.stack(inputs)  # (M, n, T, D)
+        per_layer.append(_log_r(layers[0], inputs, k, min(warmup, inputs.shape[-2] // 2), seed,
+                                members=list(layers)).cpu().numpy())  # (N, M, n, k)
+    return [[summarize_log_r(log_r[:, i], blocks) for log_r in per_layer] for i in range(len(models))]

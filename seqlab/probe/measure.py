@@ -33,7 +33,8 @@ from ..models import SequenceModel
 from ..tasks import Batch, Task
 from .fit import fit_curve, fit_depth, noise_floor
 from .gradient import GradientCurves, gradient_curves
-from .lyapunov import LyapunovEstimate, driving_inputs, layer_inputs, lyapunov_estimates
+from .lyapunov import (LyapunovEstimate, driving_inputs, layer_inputs, lyapunov_estimates,
+                       population_lyapunov_estimates)
 
 
 @dataclass(frozen=True)
@@ -134,8 +135,10 @@ class ProbeResult:
 
 
 def probe(model: SequenceModel, task: Task, batch: Batch, settings: ProbeSettings = ProbeSettings(),
-          lyapunov: bool = True) -> ProbeResult:
-    """Measure the gradient through time (and, with ``lyapunov``, the Lyapunov spectra) of ``model`` on ``batch``."""
+          lyapunov: bool = True, spectra: list[LyapunovEstimate] | None = None) -> ProbeResult:
+    """Measure the gradient through time (and, with ``lyapunov``, the Lyapunov spectra) of ``model`` on ``batch``.
+    ``spectra``: the spectra already measured (a population's members get theirs from one batched pass,
+    ``population_lyapunov_of``)."""
     curves = gradient_curves(model, task, batch, settings.max_loss_steps)
     floor = noise_floor(curves.dtype)
     fits = {key: fit_curve(g, horizon_floor=settings.horizon_floor, lags=settings.lags, task_lag=task.lag,
@@ -150,7 +153,7 @@ def probe(model: SequenceModel, task: Task, batch: Batch, settings: ProbeSetting
                       for state in curves.states}
     result = ProbeResult(curves, fits, [], depth, depth_fits, depth_gain)
     if lyapunov and settings.lyapunov_k > 0:
-        estimates = lyapunov_of(model, task, batch, settings)
+        estimates = lyapunov_of(model, task, batch, settings) if spectra is None else spectra
         result.lyapunov = [e.exponents for e in estimates]
         result.lyapunov_err = [e.err for e in estimates]
         result.lyapunov_steps = estimates[0].steps if estimates else 0
@@ -164,10 +167,22 @@ def lyapunov_of(model: SequenceModel, task: Task, batch: Batch, settings: ProbeS
     sequences back to back (independent of T); 0: along the probe batch's own sequences
     (warm-up at most T // 2; the finite-time estimate, biased by O(1/T)).
     """
+    return lyapunov_estimates(model, lyapunov_inputs(task, batch, settings), settings.lyapunov_k,
+                              settings.lyapunov_warmup, settings.seed)
+
+
+def population_lyapunov_of(models: list[SequenceModel], task: Task, batch: Batch,
+                           settings: ProbeSettings) -> list[list[LyapunovEstimate]]:
+    """``lyapunov_of`` of each of a population's same-shaped members, in one batched pass
+    (seqlab.probe.lyapunov.population_lyapunov_estimates): each member's own spectra."""
+    return population_lyapunov_estimates(models, lyapunov_inputs(task, batch, settings), settings.lyapunov_k,
+                                         settings.lyapunov_warmup, settings.seed)
+
+
+def lyapunov_inputs(task: Task, batch: Batch, settings: ProbeSettings) -> torch.Tensor:
+    """The (n, T, D) inputs the spectra are driven by (see ``lyapunov_of``)."""
     n = settings.lyapunov_sequences
     if settings.lyapunov_steps > 0:
-        x = driving_inputs(task, settings.lyapunov_warmup + settings.lyapunov_steps, n, settings.seed,
-                           batch.inputs.device).to(batch.inputs.dtype)
-    else:
-        x = batch.inputs[:n]
-    return lyapunov_estimates(model, x, settings.lyapunov_k, settings.lyapunov_warmup, settings.seed)
+        return driving_inputs(task, settings.lyapunov_warmup + settings.lyapunov_steps, n, settings.seed,
+                              batch.inputs.device).to(batch.inputs.dtype)
+    return batch.inputs[:n]
