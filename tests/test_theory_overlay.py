@@ -170,3 +170,30 @@ def test_the_claims_figure_stops_the_prediction_at_the_float32_floor(tmp_path, m
     claims.plot_init(claims.CLAIMS["decay"], {"time": [s]}, tmp_path / "c.png")
     y = np.asarray(seen[0].get_ydata(), float)
     assert np.nanmin(y) * 1e-3 >= FLOAT32_TINY and np.isnan(y[-1]) and np.isfinite(y[:100]).all()
+
+
+def test_the_across_tasks_figure_draws_the_prediction_only_for_untrained_runs(tmp_path, monkeypatch):
+    from seqlab.report import across_tasks as at
+
+    seen = []
+    real = at.save_figure
+
+    def spy(fig, path, **kw):
+        seen.append(_dashed(fig))
+        return real(fig, path, **kw)
+
+    monkeypatch.setattr(at, "save_figure", spy)
+
+    def setting(task, steps):
+        r = _run(steps=steps)
+        r.config["choices"]["task"] = task
+        return Setting(items={"model": "rnn", "task": task, "seq_len": str(K)}, label=f"task={task}", runs=[r])
+
+    untrained = [setting("adding", (0,)), setting("parity", (0,))]
+    cells, tasks, grid = at.across_tasks(untrained)
+    at.plot_across_tasks(grid, cells, tasks, tmp_path / "a.png")
+    assert len(seen[-1]) == 2  # one prediction per task panel, the last probe being the one at init
+    trained = [setting("adding", (0, 100)), setting("parity", (0, 100))]
+    cells, tasks, grid = at.across_tasks(trained)
+    at.plot_across_tasks(grid, cells, tasks, tmp_path / "b.png")
+    assert seen[-1] == []  # the last probe is after training: mean-field does not describe it

@@ -155,7 +155,8 @@ def write_across_tasks(settings: Sequence[Setting], out: Path, curve: str = DEFA
 
 def plot_across_tasks(grid, cells, tasks, path: Path, curve: str = DEFAULT_CURVE, title: str = "") -> Path | None:
     """One panel per task setting: g(k)/g(0) at the last probe per cell, over the task's lag distribution."""
-    from seqlab.report.figures import _mean_log_curve, _pyplot
+    from seqlab.report.figures import (THEORY_CAPTION, _mean_log_curve, _pyplot, _time_ref, _trained,
+                                       draw_prediction, setting_prediction, theory_legend_entry)
 
     plt = _pyplot()
     have = [t for t in tasks if any(r.probe is not None for (c, tt), g in grid.items() if tt == t
@@ -167,15 +168,25 @@ def plot_across_tasks(grid, cells, tasks, path: Path, curve: str = DEFAULT_CURVE
     fig, axes = plt.subplots(nrow, ncol, figsize=(4.6 * ncol, 3.4 * nrow), squeeze=False)
     cmap = plt.get_cmap("tab10" if len(cells) <= 10 else "tab20")
     colors = {c: cmap(i % cmap.N) for i, c in enumerate(cells)}
+    any_theory = False
     for ax, t in zip(axes.flat, have):
         group = []
+        drawn = False
         for c in cells:
             for s in grid.get((c, t), []):
                 group.append(s)
-                got = _mean_log_curve(s.finished or s.runs, lambda p: curve_key(p, curve), "final")
+                key_of = lambda p: curve_key(p, curve)  # noqa: E731
+                got = _mean_log_curve(s.finished or s.runs, key_of, "final")
                 if got is not None:
                     lags, g = got
                     ax.plot(lags, g, color=colors[c], lw=1.3, label=c)
+                    if not _trained(s.runs):  # the last probe is the one at init: the prediction applies
+                        pred, refs, _ = setting_prediction(s, "time", _time_ref(key_of))
+                        if pred is not None:
+                            drawn |= draw_prediction(ax, np.arange(len(pred)), pred, refs, colors[c])
+        if drawn:
+            theory_legend_entry(ax)
+            any_theory = True
         q = _lag_quartiles(group)
         if q is not None:
             ax.axvspan(q[0], q[2], color="0.85", zorder=0, label="answer lags 25-75%")
@@ -194,7 +205,8 @@ def plot_across_tasks(grid, cells, tasks, path: Path, curve: str = DEFAULT_CURVE
                 handles.append(h)
                 labels.append(lab)
     fig.legend(handles, labels, loc="lower center", ncol=min(len(labels), 6), fontsize=8, frameon=False)
-    fig.suptitle((title + ": " if title else "") + "the gradient's decay across tasks", fontsize=11)
+    fig.suptitle((title + ": " if title else "") + "the gradient's decay across tasks"
+                 + (f"\n{THEORY_CAPTION}" if any_theory else ""), fontsize=11 if not any_theory else 9)
     fig.tight_layout(rect=(0, 0.06 + 0.02 * (len(labels) > 6), 1, 0.96))
     try:
         save_figure(fig, path, dpi=110)  # atomically, never through a link
