@@ -100,6 +100,16 @@ def _init_probe(path) -> dict:
         return {"init_gain": float(d["gain_h_l0"][0]), "init_decades": float(d["attenuation_decades_h_l0"][0])}
 
 
+def _run_key(r: dict) -> tuple:
+    return r["cell"], r["eigenvalues"], r["lr"], r["seed"], r["train_len"]
+
+
+def merge(old: dict, new: dict) -> dict:
+    """``old``'s rows and ``new``'s, a run in both (same cell, eigenvalues, lr, seed, length) taken from ``new``."""
+    fresh = {_run_key(r) for r in new["rows"]}
+    return {"rows": [r for r in old["rows"] if _run_key(r) not in fresh] + new["rows"]}
+
+
 def table(data: dict, bar: float = 0.99) -> str:
     """Markdown: per (cell, eigenvalues, lr), the seeds whose held-out accuracy >= ``bar`` at each length,
     and the mean accuracy there."""
@@ -136,6 +146,8 @@ def main(argv=None) -> int:
     c = sub.add_parser("collect")
     c.add_argument("sweeps", nargs="+", type=Path)
     c.add_argument("--out", type=Path, required=True)
+    c.add_argument("--add", action="store_true", help="keep --out's rows from other sweeps (a run of the same cell, "
+                   "eigenvalues, lr, seed and length is replaced)")
     t = sub.add_parser("table")
     t.add_argument("results", type=Path)
     args = parser.parse_args(argv)
@@ -145,6 +157,8 @@ def main(argv=None) -> int:
             print(f"seqlab: error: sweep={missing[0]}: not a directory", file=sys.stderr)
             return 2
         data = collect(args.sweeps)
+        if args.add and args.out.is_file():
+            data = merge(json.loads(args.out.read_text()), data)
         args.out.parent.mkdir(parents=True, exist_ok=True)
         write_text(args.out, json.dumps(data, indent=1) + "\n")
         print(f"{len(data['rows'])} runs -> {args.out}")

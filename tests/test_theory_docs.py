@@ -65,6 +65,11 @@ def test_collectors_read_run_directories(tmp_path):
     row = lengths.collect([tmp_path])["rows"][0]
     assert row["cell"] == "Selective" and row["eigenvalues"] == "signed" and row["accuracy"] == {"40": 1.0, "128": 0.75}
     assert "| Selective | signed | 0.003 | 1 | 1/1, 1.000 | 0/1, 0.750 | 0/1 | n/a |" in lengths.table({"rows": [row]})
+    out = tmp_path / "rows.json"  # --add keeps another sweep's rows; a run collected again replaces its row
+    other = {**row, "cell": "MinGRU", "seed": 0}
+    out.write_text(json.dumps({"rows": [other, {**row, "accuracy": {"40": 0.5}}]}))
+    assert lengths.main(["collect", str(tmp_path), "--out", str(out), "--add"]) == 0
+    assert json.loads(out.read_text())["rows"] == [other, row]
     prow = phase.collect([tmp_path])["rows"][0]
     assert prow["sigma_w2"] == pytest.approx(0.5) and prow["depth"] == 4 and prow["measured_depth_gain"] == 0.6
 
