@@ -82,6 +82,7 @@ KNOBS: dict[str, Rule] = {
     "task.p_ignore": Real(0, 1, open="hi"), "task.n_pairs": Int(1), "task.vocab_size": Int(4),
     "task.power_a": Real(0, 1, open="lo"), "task.random_non_queries": Flag(), "task.every_step": Flag(),
     "task.n_memorize": Int(1), "task.n_tokens": Int(4), "task.variant": Text(), "task.variable_length": Flag(),
+    "task.train_min_len": Int(2, null=True),  # <= seq_len and every_step false: parity checks
     "task.layout": Text(), "task.permute": Flag(), "task.permute_seed": Int(0, SEED_MAX),
     "task.split_seed": Int(0, SEED_MAX), "task.eval_fraction": Real(0, 1, open="both"), "task.n_examples": Int(1),
     "task.input_dim": Int(1), "task.n_classes": Int(2), "task.data_seed": Int(0, SEED_MAX),

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import math
 from functools import partial
 
 import pytest
@@ -135,3 +136,62 @@ def test_eval_lengths_on_a_task_without_seq_len_is_one_line(tmp_path):
     with pytest.raises(ConfigError, match="eval_lengths"):
         from seqlab.config import validate
         validate(_cfg("task=parity", "eval_lengths=[1]"))
+
+
+def test_variable_training_lengths_answer_once_per_string_at_its_own_length():
+    from seqlab.tasks.parity import Parity
+
+    task = Parity(seq_len=12, train_min_len=3)
+    batch = task.make_batch(4000, torch.Generator().manual_seed(0))
+    assert batch.mask.shape == (4000, 12) and (batch.mask.sum(1) == 1).all()  # one answer per string
+    lengths = batch.mask.float().argmax(1) + 1
+    assert set(lengths.tolist()) == set(range(3, 13))  # every length 3..T drawn
+    bits = batch.inputs.argmax(-1)
+    for i in range(50):
+        L = int(lengths[i])
+        assert batch.targets[i, L - 1] == bits[i, :L].sum() % 2  # the parity of the first L bits
+        assert batch.lags[i, L - 1] == L - 1 and (batch.lags[i][~batch.mask[i]] == -1).all()
+    held = task.eval_batch(64, torch.Generator().manual_seed(1))  # held out: the whole string, at the last step
+    assert held.mask[:, -1].all() and held.mask.sum() == 64
+    assert task.baseline == pytest.approx(math.log(2)) and task.lag == 11
+
+
+def test_a_causal_models_masked_loss_is_its_loss_on_each_shorter_string_alone():
+    from seqlab.models import RNNLayer
+    from seqlab.tasks.parity import Parity
+
+    torch.manual_seed(0)
+    model = SequenceModel(RNNLayer, input_size=2, output_size=2, hidden_size=8).double()
+    task = Parity(seq_len=9, train_min_len=3)
+    batch = task.make_batch(6, torch.Generator().manual_seed(2))
+    masked = task.loss(model(batch.inputs.double()), batch)
+    lengths = (batch.mask.float().argmax(1) + 1).tolist()
+    alone = []
+    for i, L in enumerate(lengths):  # the string of length L on its own, answered at its last step
+        short = Parity(seq_len=int(L))
+        bits = batch.inputs[i:i + 1, :L].argmax(-1)
+        from seqlab.tasks.parity import from_bits
+        b = from_bits(bits)
+        alone.append(short.loss(model(b.inputs.double()), b))
+    assert float(masked) == pytest.approx(float(torch.stack(alone).mean()), rel=1e-12)
+
+
+@pytest.mark.parametrize("kw, message", [
+    (dict(train_min_len=1), "2..seq_len"), (dict(train_min_len=13), "2..seq_len"),
+    (dict(train_min_len=3, every_step=True), "every_step=false"),
+])
+def test_bad_training_lengths_name_the_key(kw, message):
+    from seqlab.tasks.parity import Parity
+
+    with pytest.raises(ConfigError, match=rf"^task.train_min_len=.*{message}"):
+        Parity(seq_len=12, **kw)
+
+
+def test_a_run_trains_on_variable_lengths_and_is_held_out_at_its_length(tmp_path):
+    cfg = _cfg("task=parity", "seq_len=8", "task.train_min_len=3", "model=mingru", "model.hidden_size=8",
+               "model.layer.eigenvalues=signed", "steps=3", "eval_every=3", "eval_size=16", "batch_size=4",
+               "eval_lengths=[16]", "probe=default", "probe.every=3", "probe.lyapunov_k=0", "probe.plots=false",
+               "probe.batch_size=8")
+    summary = train(cfg, RunInfo(run_dir=tmp_path / "r", name="r"))
+    assert summary["status"] == "finished" and set(summary["length_eval"]) == {"16"}
+    assert summary["baseline"] == pytest.approx(math.log(2))
