@@ -77,7 +77,9 @@ def collect(sweeps: list) -> dict:
             cfg = yaml.safe_load((path.parent / ".hydra" / "config.yaml").read_text()) \
                 if (path.parent / ".hydra" / "config.yaml").exists() else yaml.safe_load((path.parent / "config.yaml").read_text())
             layer = cfg["model"]["layer"]
-            rows.append({"cell": layer["_target_"].rsplit(".", 1)[-1].replace("Layer", ""),
+            min_len = (cfg.get("task") or {}).get("train_min_len")  # parity trained on lengths min_len..T
+            cell = layer["_target_"].rsplit(".", 1)[-1].replace("Layer", "")
+            rows.append({"cell": cell + (f", trained on {min_len}..{s.get('seq_len')}" if min_len else ""),
                          "eigenvalues": layer.get("eigenvalues", "-"), "lr": cfg["optim"]["lr"], "seed": cfg["seed"],
                          "train_len": s.get("seq_len"), "status": s.get("status"), "steps": cfg["steps"],
                          "stopped_at": s.get("stopped_at_step"), "solved_step": s.get("solved_step"),

@@ -70,6 +70,9 @@ def test_collectors_read_run_directories(tmp_path):
     out.write_text(json.dumps({"rows": [other, {**row, "accuracy": {"40": 0.5}}]}))
     assert lengths.main(["collect", str(tmp_path), "--out", str(out), "--add"]) == 0
     assert json.loads(out.read_text())["rows"] == [other, row]
+    _fake_run(tmp_path / "var", "0", {"status": "finished", "seq_len": 40, "final_accuracy": 1.0},
+              {**config, "task": {"train_min_len": 3}})
+    assert lengths.collect([tmp_path / "var"])["rows"][0]["cell"] == "Selective, trained on 3..40"  # its own row
     prow = phase.collect([tmp_path])["rows"][0]
     assert prow["sigma_w2"] == pytest.approx(0.5) and prow["depth"] == 4 and prow["measured_depth_gain"] == 0.6
 
