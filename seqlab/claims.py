@@ -299,7 +299,8 @@ def plot_init(claim: Claim, sweeps: dict[str, list[Setting]], path: Path) -> Pat
             ax.set_title("time: the gradient k steps back, at init", fontsize=9)
         ax.axhline(1e-7, color="0.75", lw=0.7, ls=":")  # ~float32 resolution relative to 1
         ax.grid(True, alpha=0.3)
-        ax.legend(fontsize=7, loc="best", frameon=False)
+        if ax.get_legend_handles_labels()[0]:  # a sweep without runs draws an empty panel, no legend
+            ax.legend(fontsize=7, loc="best", frameon=False)
     return _save(plt, fig, path, f"claim: {claim.statement}\n(geometric mean over seeds; dashed: mean-field "
                  "prediction at init (docs/theory.md), stopped where float32 can no longer measure (g < 1.2e-38); "
                  "dotted: 1e-7, about float32's relative precision)", dpi=110)
