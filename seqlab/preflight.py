@@ -80,10 +80,11 @@ def preflight(argv: list[str], config_name: str = "config", check: Callable[[Dic
             axes, sweeper = _with_sweeper_params(compose, config_name, axes, parsed)
             _check_intervals(parsed, sweeper)
         needs_hydra = multirun or any(o.key_or_group.startswith("hydra") for o in parsed)
+        composer = Composer(compose, config_name, needs_hydra, axes)
         for combo in combinations(axes):
             _check_remedy_model(combo)
             try:
-                cfg = compose(config_name=config_name, overrides=list(combo), return_hydra_config=needs_hydra)
+                cfg = composer(combo)
             except Exception as e:
                 fail(_sweeper_hint(_explain_missing_key(compose, config_name, combo, e) or _hydra_message(_one_line(e))))
             try:
@@ -98,6 +99,60 @@ def preflight(argv: list[str], config_name: str = "config", check: Callable[[Dic
                     check(cfg)
             except ConfigError as e:
                 fail(str(e))
+
+
+class Composer:
+    """Hydra's compose for each job's overrides, composed once per structure. Jobs that differ only in
+    plain values (``seed=0,1 optim.lr=1e-3,1e-2 seq_len=20,40``: scalars set on keys the config has,
+    no config group, no ``+``/``~``, nothing under ``hydra``) share one composed config, on a copy of
+    which the values are set the way Hydra sets them (its ``_apply_overrides_to_config``). A 120-job
+    preset then composes 5 times, not 120 (compose is ~0.3 s, the rest of a job's check ~0.01 s).
+    Anything the shortcut cannot set is composed in full, which also gives Hydra's own error."""
+
+    def __init__(self, compose, config_name: str, needs_hydra: bool, axes: dict[str, Axis]):
+        self.compose, self.config_name, self.needs_hydra = compose, config_name, needs_hydra
+        self.keys = list(axes)
+        self.plain = {k: _plain_values(a) for k, a in axes.items() if len(a.strings) > 1 and not a.group}
+        self.plain = {k: v for k, v in self.plain.items() if v is not None}
+        self.composed: dict[tuple[str, ...], DictConfig] = {}
+
+    def __call__(self, combo: tuple[str, ...]) -> DictConfig:
+        import copy
+
+        from hydra._internal.config_loader_impl import ConfigLoaderImpl
+
+        structure = tuple(s for k, s in zip(self.keys, combo) if k not in self.plain)
+        base = self.composed.get(structure)
+        if base is not None:
+            cfg = copy.deepcopy(base)
+            try:
+                ConfigLoaderImpl._apply_overrides_to_config(
+                    [self.plain[k][s] for k, s in zip(self.keys, combo) if k in self.plain], cfg)
+                return cfg
+            except Exception:  # noqa: BLE001 - composed in full below, which says what is wrong
+                pass
+        cfg = self.compose(config_name=self.config_name, overrides=list(combo), return_hydra_config=self.needs_hydra)
+        if base is None:
+            self.composed[structure] = copy.deepcopy(cfg)  # the checks change the config they are given
+        return cfg
+
+
+def _plain_values(axis: Axis) -> dict[str, object] | None:
+    """'key=value' -> its parsed override, when every value of ``axis`` is a plain scalar set on an
+    existing key outside ``hydra``; else None (the axis is composed job by job)."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    if axis.key.lstrip("+~").startswith("hydra"):
+        return None
+    try:
+        parsed = OverridesParser.create().parse_overrides(list(axis.strings))
+    except Exception:  # noqa: BLE001
+        return None
+    for o in parsed:
+        if (o.is_delete() or o.is_add() or o.is_force_add() or o.package is not None or o.is_sweep_override()
+                or not isinstance(o.value(), (int, float, str, bool, type(None)))):
+            return None
+    return dict(zip(axis.strings, parsed))
 
 
 def combinations(axes: dict[str, Axis]) -> list[tuple[str, ...]]:

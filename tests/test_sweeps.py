@@ -252,3 +252,35 @@ def test_every_experiment_preset_is_one_valid_sweep_that_cites_its_source(name):
     params = yaml.safe_load(text)["hydra"]["sweeper"]["params"]
     assert params and f"multirun/{name}/" in yaml.safe_load(text)["hydra"]["sweep"]["dir"]
     preflight(["-m", f"+experiment={name}"])
+
+
+def test_preflight_composes_once_per_structure_and_each_job_equals_its_own_compose():
+    """The sweep check composes once per config-group choice and sets plain values on a copy: every
+    job's config must equal what Hydra composes for that job alone, and a bad value is still found."""
+    from hydra import compose, initialize_config_dir
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from omegaconf import OmegaConf
+
+    from seqlab.__main__ import CONF_DIR
+    from seqlab.preflight import Composer, _axes, combinations, preflight
+
+    argv = ["model=rnn,lstm", "seed=0,1", "optim.lr=0.1,0.01", "seq_len=10,20", "model.hidden_size=8"]
+    axes = _axes(OverridesParser.create().parse_overrides(argv))
+    calls = []
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        def counted(**kw):
+            calls.append(kw["overrides"])
+            return compose(**kw)
+
+        composer = Composer(counted, "config", True, axes)
+        combos = combinations(axes)
+        assert len(combos) == 16
+        for combo in combos:
+            fast = OmegaConf.to_container(composer(combo), resolve=False)
+            full = OmegaConf.to_container(compose(config_name="config", overrides=list(combo),
+                                                  return_hydra_config=True), resolve=False)
+            fast.pop("hydra"), full.pop("hydra")
+            assert fast == full, combo
+    assert len(calls) == 2  # rnn and lstm
+    with pytest.raises(SystemExit):
+        preflight(["-m", "model=rnn,lstm", "seed=0,1", "seq_len=20,1"])
