@@ -92,10 +92,10 @@ class _QRLoop(nn.Module):
         (T - warmup, ..., n, k). The leading dims ``...`` are a population's members (none for one layer:
         then these are exactly the ops of a (n, T, G) drive)."""
         *lead, n, S, k = Q.shape
-        # the drive as duals with a zero tangent (see lyapunov_spectrum); row (b, j) is sequence b
-        u = fwAD.make_dual(drive.repeat_interleave(k, dim=-3), torch.zeros_like(drive).repeat_interleave(k, dim=-3))
+        zero = drive.new_zeros(*lead, n * k, drive.shape[-1])  # the drive's tangent (see lyapunov_spectrum)
         log_r = []
-        for t, u_t in enumerate(u.unbind(-2)):
+        for t, drive_t in enumerate(drive.unbind(-2)):
+            u_t = fwAD.make_dual(drive_t.repeat_interleave(k, dim=-2), zero)  # row (b, j) is sequence b
             # row (b, j) of the (..., n*k, S) batch: state s_b with tangent Q_b[:, j]
             dual = fwAD.make_dual(s.repeat_interleave(k, dim=-2), Q.transpose(-1, -2).reshape(*lead, n * k, S))
             out = self.layer.step(u_t, tuple(dual.split(sizes, dim=-1)))
