@@ -262,6 +262,19 @@ def test_nonfinite_policy_skip_is_per_member(tmp_path, monkeypatch):
 
 # --- the launcher: a multirun as a user runs it ------------------------------------------------------
 
+def test_populations_are_cut_to_max_members_and_split_so_no_worker_idles():
+    from hydra_plugins.seqlab_batched_launcher.batched_launcher import plan_populations
+
+    assert plan_populations([list(range(10)), [10, 11]], max_members=4, n_jobs=1) == [
+        [0, 1, 2, 3], [4, 5, 6, 7], [8, 9], [10, 11]]
+    # one group of 16 on 2 workers: two populations of 8; on 4 workers: four of 4
+    assert sorted(map(len, plan_populations([list(range(16))], 64, 2))) == [8, 8]
+    assert sorted(map(len, plan_populations([list(range(16))], 64, 4))) == [4, 4, 4, 4]
+    assert sorted(map(len, plan_populations([list(range(8)), list(range(8, 24))], 64, 2))) == [8, 16]  # enough
+    assert plan_populations([[0, 1, 2]], 64, 2) == [[0, 1, 2]]  # too small to split
+    plan = plan_populations([list(range(13))], 64, 3)
+    assert sorted(j for p in plan for j in p) == list(range(13)) and len(plan) == 3
+
 def seqlab_cli(cwd: Path, *args, timeout=600):
     import subprocess
     import sys

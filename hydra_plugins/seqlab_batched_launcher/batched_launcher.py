@@ -58,9 +58,7 @@ class BatchedLauncher(Launcher):
                 groups.setdefault(group_key(cfg), []).append(len(jobs) - 1)
             else:
                 alone.append((len(jobs) - 1, why))
-        plan: list[list[int]] = []
-        for members in groups.values():
-            plan += [members[i:i + self.max_members] for i in range(0, len(members), self.max_members)]
+        plan = plan_populations(list(groups.values()), self.max_members, self.n_jobs)
         for j, why in alone:
             print(f"seqlab: job {jobs[j][0]} ({' '.join(filter_overrides(jobs[j][1])) or 'defaults'}) runs "
                   f"unbatched: {why}", file=sys.stderr, flush=True)
@@ -80,6 +78,20 @@ class BatchedLauncher(Launcher):
         by_idx = {ret_idx: ret for group in done for ret_idx, ret in group}
         configure_log(self.config.hydra.hydra_logging, self.config.hydra.verbose)
         return [by_idx[idx] for idx, _, _ in jobs]
+
+
+def plan_populations(groups: list[list[int]], max_members: int, n_jobs: int) -> list[list[int]]:
+    """The populations to train: each group cut into pieces of at most ``max_members`` jobs; then, while
+    there are fewer populations than ``n_jobs`` workers, the largest (of at least 4 jobs) is cut in two,
+    so that no worker idles (one population runs on one core: a sweep of one group of 16 on 2 workers
+    ran 1.24x faster than the parallel launcher at H = 64, T = 200, with one core idle)."""
+    plan = [members[i:i + max_members] for members in groups for i in range(0, len(members), max_members)]
+    while plan and len(plan) < n_jobs and max(map(len, plan)) >= 4:
+        largest = max(plan, key=len)
+        plan.remove(largest)
+        half = (len(largest) + 1) // 2
+        plan += [largest[:half], largest[half:]]
+    return plan
 
 
 def _worker(group, hydra_context, task_function, singleton_state):
