@@ -18,6 +18,9 @@ What is shared and what is not (DESIGN.md, "One loop, many members"):
     optimizer and learning rate, non-finite policy (a NaN ends that member only), solved step,
     evaluations, probe, checkpoint, run directory and W&B run. So a member writes what the same run
     alone writes, equal to float rounding (the batched step path against the fused kernel).
+  * the probe's Lyapunov spectra, each member's own, run as one batched QR loop over the members'
+    stacked weights (``seqlab.probe.lyapunov.population_lyapunov_estimates``; ``train.probe_members``):
+    at the lab's sizes the spectrum is most of a probe's cost.
 
 ``group_key`` says which jobs of a sweep can form one population (the Hydra launcher
 ``hydra/launcher=batched``, hydra_plugins/seqlab_batched_launcher, groups them with it).

@@ -41,8 +41,8 @@ from .lengths import length_row, length_summary, length_tasks
 from .models import SequenceModel
 from .population import Population
 from .probe import ProbeHistory, probe
-from .probe.measure import population_lyapunov_of
 from .probe.layer_stats import LayerStats
+from .probe.measure import population_lyapunov_of
 from .probe.plots import GRID_PNG, figure_title, plot_grid, write_plots
 from .probe.records import log_probe
 from .progress import Progress
