@@ -198,6 +198,8 @@ def train_members(cfgs: list[DictConfig], infos: list[RunInfo]) -> list[dict | B
             try:
                 member.open()
             except (ConfigError, OSError) as e:  # this run cannot start (a population's others go on)
+                if batched:
+                    member.record_failed_start()
                 member.close()
                 if not batched:
                     raise
@@ -333,6 +335,7 @@ class Member:
         self.probe_time = 0.0
         self.exit_code = 1
         self.ended = False
+        self.accepted = False
 
     def due(self, step: int) -> bool:  # steps that log a train row (and feed the next eval row)
         return step % self.log_every == 0 or step % self.eval_every == 0 or step == self.steps
@@ -377,6 +380,7 @@ class Member:
                 self.flossing.load_state_dict(saved["floss"])
         if info.on_accept is not None:  # e.g. Hydra's record (.hydra/), written only into a directory this run owns
             info.on_accept()
+            self.accepted = True
         self.name = name = saved.get("name", info.name) if saved else info.name
         self.probe_settings = probe_settings = build_probe(cfg)
         self.probe_path = run_dir / "probe.npz"
@@ -398,6 +402,21 @@ class Member:
         if saved is not None:
             self.summary["resumed_from_step"] = state.step
         self.started, self.wall_before = time.perf_counter(), state.wall_time
+
+    def record_failed_start(self) -> None:
+        """A population member that fails before it trains (a bad knob of its own) still gets Hydra's record
+        (.hydra/), as a lone job's fresh directory does (seqlab.__main__): only while it holds the directory's
+        lock and only into a fresh one (no checkpoint: another run's directory stays as it was)."""
+        if self.lock is None or self.accepted or self.info.on_accept is None or self.ckpt_exists():
+            return
+        try:
+            self.info.on_accept()
+            self.accepted = True
+        except OSError:  # the member's own failure is what gets reported
+            pass
+
+    def ckpt_exists(self) -> bool:
+        return (self.run_dir / checkpoint.CHECKPOINT_NAME).exists()
 
     def close(self, force: bool = False) -> None:
         if self.lock is not None:

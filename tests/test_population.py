@@ -192,6 +192,22 @@ def test_mlp_population_on_a_task_without_time(tmp_path):
         assert_same_run(tmp_path / f"alone{i}", tmp_path / f"member{i}")
 
 
+def test_a_member_that_fails_at_setup_gets_its_record_and_fails_alone(tmp_path):
+    """optim.lr=-1 in one member: it ends with its one-line ConfigError before training, its fresh directory
+    still gets Hydra's record (on_accept, as a lone job's does), and the others train."""
+    cfgs = [compose_cfg("model=gru", "steps=4", f"optim.lr={lr}") for lr in (1e-3, -1, 3e-3)]
+    accepted = []
+    infos = [RunInfo(run_dir=tmp_path / f"m{i}", name=f"r{i}", on_accept=partial(accepted.append, i)) for i in range(3)]
+    results = train_members(cfgs, infos)
+    assert isinstance(results[1], train_module.ConfigError) and "optim.lr" in str(results[1])
+    assert results[0]["status"] == results[2]["status"] == "finished"
+    assert sorted(accepted) == [0, 1, 2]
+    (tmp_path / "m1" / "checkpoint.pt").write_bytes(b"")  # a directory with a checkpoint is not written into
+    accepted.clear()
+    train_members(cfgs, infos)
+    assert 1 not in accepted
+
+
 def test_one_member_diverges_the_others_go_on(tmp_path):
     """A linear RNN with rho = 100 overflows at once (its step-0 evaluation is already non-finite): that
     member ends 'diverged', with its probe where it blew up; the others finish, equal to their runs alone."""
