@@ -29,6 +29,7 @@ from seqlab.report.figures import (THEORY_CAPTION, THEORY_LABEL, _pyplot, _save,
                                    theory_legend_entry)
 from seqlab.report.runs import Run, Setting, _num
 from seqlab.report.stats import probe_index
+from seqlab.theory.overlay import geometric_mean
 
 RATIO, GRAD = "train/update_ratio/", "train/grad_norm/"
 SPEED_COLUMNS = 5  # settings per row of layer_speed.png (every setting gets its panel)
@@ -141,14 +142,6 @@ def _depth_at(run: Run, at: str) -> tuple[np.ndarray, np.ndarray | None] | None:
     return g, grads
 
 
-def _geo_mean(rows: list[np.ndarray]) -> np.ndarray | None:
-    rows = [r for r in rows if r is not None]
-    if not rows or len({len(r) for r in rows}) != 1:
-        return None
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return np.exp(np.mean(np.log(np.stack(rows)), axis=0))
-
-
 def plot_depth_curves(settings: Sequence[Setting], path: Path, title: str = "") -> Path | None:
     """g(l)/g(last) at lag 0 and ||dL/dtheta_l|| against the layer, settings overlaid per (task, T)
     (PANEL_LINES at most to a panel); only settings with more than one layer (the report says which)."""
@@ -178,8 +171,8 @@ def plot_depth_curves(settings: Sequence[Setting], path: Path, title: str = "") 
             for at, ls in (("init", ":"), ("final", "-")) if trained else (("init", "-"),):
                 runs = s.runs if at == "init" else s.finished
                 got = [_depth_at(r, at) for r in runs]
-                g = _geo_mean([x[0] / x[0][-1] if x is not None and x[0][-1] > 0 else None for x in got])
-                grads = _geo_mean([x[1] if x is not None else None for x in got])
+                g = geometric_mean([x[0] / x[0][-1] if x is not None and x[0][-1] > 0 else None for x in got])
+                grads = geometric_mean([x[1] if x is not None else None for x in got])
                 label = names[s.label] if ls == "-" or not s.finished else None
                 fill = "none" if ls == ":" else st["color"]
                 if g is not None:
