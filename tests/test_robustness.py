@@ -11,7 +11,10 @@ from seqlab.tracking import SeqlabWarning, WandbTracker
 from wandb_records import wandb_exit_code, wandb_records
 
 FAST = ["steps=6", "eval_every=3", "eval_size=16", "batch_size=8", "log_every=2", "progress=false", "probe.lyapunov_steps=0",
-        "seq_len=10", "model.hidden_size=8"]
+        "probe.plots=false", "seq_len=10", "model.hidden_size=8"]
+# The probe runs in every run here, cheaply: no figures (tests/test_probe_plots.py and test_probe_run.py draw them)
+# and the Lyapunov spectrum along the probe batch (lyapunov_steps=0), not 3500 extra steps per probe.
+CHEAP_PROBE = ["probe.lyapunov_steps=0", "probe.plots=false"]
 
 
 def no_wandb_account(tmp_path):
@@ -69,8 +72,10 @@ import signal
 import time
 from pathlib import Path
 
+# long enough to be stopped mid-run (at step 200 or 300, with 500+ steps to go), short enough to rerun
 LONG = ["task=adding", "model=gru", "seq_len=12", "model.hidden_size=8", "batch_size=8", "eval_size=32",
-        "steps=1500", "eval_every=100", "log_every=10", "checkpoint_every=50", "progress=false", "threads=1"]
+        "steps=800", "eval_every=100", "log_every=10", "checkpoint_every=50", *CHEAP_PROBE, "progress=false",
+        "threads=1"]
 
 
 def start(tmp_path, run_dir, *args, env=None):
@@ -118,7 +123,7 @@ def test_sigkill_then_rerun_resumes_to_identical_metrics(tmp_path, uninterrupted
     out, err = p.communicate(timeout=600)
     assert p.returncode == 0, err
     summary = json.loads((run_dir / "summary.json").read_text())
-    assert summary["status"] == "finished" and 250 <= summary["resumed_from_step"] < 1500  # checkpoints every 50
+    assert summary["status"] == "finished" and 250 <= summary["resumed_from_step"] < 800  # checkpoints every 50
     assert rows(run_dir) == uninterrupted  # every eval row, train loss and grad norm included
 
 
@@ -152,7 +157,7 @@ def test_sigterm_checkpoints_marks_preempted_and_resume_equals_uninterrupted(tmp
     last = out.strip().splitlines()[-1]
     assert last.startswith("adding-gru-T12 ") and "seed=0" in last and "2 segments" in last
     assert summary["wall_time_s"] > first_summary["wall_time_s"]
-    assert summary["steps_per_s"] == pytest.approx(1500 / summary["train_time_s"])
+    assert summary["steps_per_s"] == pytest.approx(800 / summary["train_time_s"])
 
     # one W&B run: the same id and name, _step continuing exactly where the first segment ended
     first_seg, second_seg = sorted((run_dir / "wandb").glob("offline-run-*"))
@@ -171,9 +176,9 @@ def test_sigterm_checkpoints_marks_preempted_and_resume_equals_uninterrupted(tmp
 
 def test_resume_refuses_a_different_experiment(tmp_path):
     run_dir = tmp_path / "run"
-    p = start(tmp_path, run_dir, *LONG[:-4], "steps=4", "logger=none")
+    p = start(tmp_path, run_dir, *LONG, "steps=4", "logger=none")
     assert p.wait(timeout=300) == 0
-    r = subprocess.run([sys.executable, "-m", "seqlab", f"resume={run_dir}", *LONG[:-4], "steps=4",
+    r = subprocess.run([sys.executable, "-m", "seqlab", f"resume={run_dir}", *LONG, "steps=4",
                         "model.hidden_size=16", "logger=none"], cwd=tmp_path, capture_output=True, text=True)
     assert r.returncode != 0 and "model=" in r.stderr and "checkpoint" in r.stderr
     assert len(r.stderr.strip().splitlines()) == 1
@@ -183,7 +188,7 @@ def test_resume_refuses_a_different_experiment(tmp_path):
 
 EXPLODE = ["task=adding", "model=rnn", "model.layer.activation=identity", "model.layer.init=orthogonal",
            "model.layer.recurrent_gain=1.0", "seq_len=30", "model.hidden_size=16", "optim=sgd", "optim.lr=50",
-           "batch_size=16", "eval_size=16", "eval_every=1", "log_every=1", "progress=false", "logger=none"]
+           "batch_size=16", "eval_size=16", "eval_every=1", "log_every=1", *CHEAP_PROBE, "progress=false", "logger=none"]
 
 
 def run_cli(tmp_path, run_dir, *args):
@@ -223,7 +228,7 @@ def test_submitit_job_preempted_by_usr2_is_checkpointed_requeued_and_resumed(tmp
     sweep = tmp_path / "sweep"
     p = subprocess.Popen([sys.executable, "-m", "seqlab", "-m", "hydra/launcher=submitit_local",
                           "hydra.launcher.timeout_min=10", f"hydra.sweep.dir={sweep}", "logger=none",
-                          "probe=none", *LONG], cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                          "probe=none", *[o for o in LONG if o not in CHEAP_PROBE]], cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                          text=True, env={**os.environ, "WANDB_SILENT": "true"})
     job_dir = sweep / "0"
     end = time.time() + 180
@@ -235,7 +240,7 @@ def test_submitit_job_preempted_by_usr2_is_checkpointed_requeued_and_resumed(tmp
     out, err = p.communicate(timeout=600)
     assert p.returncode == 0, err
     summary = json.loads((job_dir / "summary.json").read_text())
-    assert summary["status"] == "finished" and 200 <= summary["resumed_from_step"] < 1500
+    assert summary["status"] == "finished" and 200 <= summary["resumed_from_step"] < 800
     log = "".join(f.read_text() for f in sweep.rglob("*_log.*"))
     assert "Caught signal SIGUSR2" in log and "Requeued job" in log
 
