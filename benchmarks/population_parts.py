@@ -26,7 +26,7 @@ import torch
 from hydra import compose, initialize_config_dir
 
 from seqlab.__main__ import CONF_DIR
-from seqlab.population import Population
+from seqlab.population import Population, clip_members, step_members
 from seqlab.train import Member, RunInfo, train, train_members
 
 VARIANTS = {"full": [], "nolyap": ["probe.lyapunov_k=0"], "noprobe": ["probe=none"]}
@@ -53,7 +53,8 @@ def timed_runs(cfgs: list, together: bool, where: Path) -> float:
 
 
 def one_step(members: list, population: Population | None) -> tuple[float, float, float, float]:
-    """(forward + loss, backward, clipping, optimizer) seconds of one training step, as the loop does it."""
+    """(forward + loss, backward, clipping, optimizer) seconds of one training step, as the loop does it
+    (a population: ``clip_members`` and ``step_members``, one pass over all members)."""
     batches = [m.task.make_batch(m.batch_size, m.data_gen, m.device) for m in members]
     steps = members[0].task.loss_steps
     t0 = time.perf_counter()
@@ -67,11 +68,15 @@ def one_step(members: list, population: Population | None) -> tuple[float, float
     t1 = time.perf_counter()
     (losses[0] if len(losses) == 1 else torch.stack(losses).sum()).backward()
     t2 = time.perf_counter()
-    for m in members:
-        torch.nn.utils.clip_grad_norm_(m.params, m.max_norm)
+    if population is None:
+        torch.nn.utils.clip_grad_norm_(members[0].params, members[0].max_norm)
+    else:  # as the loop does it: every member's own norm and update, all members at once
+        clip_members([m.params for m in members], [m.max_norm for m in members])
     t3 = time.perf_counter()
-    for m in members:
-        m.optimizer.step()
+    if population is None:
+        members[0].optimizer.step()
+    else:
+        step_members([m.optimizer for m in members])
     return t1 - t0, t2 - t1, t3 - t2, time.perf_counter() - t3
 
 

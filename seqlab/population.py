@@ -27,11 +27,10 @@ What is shared and what is not (DESIGN.md, "One loop, many members"):
 """
 from __future__ import annotations
 
-import copy
 import json
 
 import torch
-from omegaconf import DictConfig, OmegaConf, open_dict
+from omegaconf import DictConfig, OmegaConf
 from torch.func import functional_call
 
 # Knobs that may differ between the members of one population: they change values, never shapes.
@@ -44,6 +43,7 @@ BATCHABLE = (
 )
 # Knobs that change nothing a run computes (how it is watched, where it resumes from).
 NOT_COMPUTED = ("progress", "resume", "logger", "checkpoint_every")
+DOES_NOT_BUILD = "its config does not build"
 
 
 class Population:
@@ -91,10 +91,8 @@ def _drop(tree: dict, dotted: str) -> None:
 def group_key(cfg: DictConfig) -> str:
     """Jobs with the same key differ only in ``BATCHABLE`` knobs (and in ``NOT_COMPUTED`` ones), so they
     can train as one population: the resolved config with those knobs removed, as JSON."""
-    cfg = copy.deepcopy(cfg)
-    with open_dict(cfg):
-        cfg.pop("hydra", None)
-    tree = OmegaConf.to_container(cfg, resolve=True)
+    tree = {key: OmegaConf.to_container(value, resolve=True) if OmegaConf.is_config(value) else value
+            for key, value in cfg.items() if key != "hydra"}  # no copy of the whole config (Hydra's node is big)
     for key in (*BATCHABLE, *NOT_COMPUTED):
         _drop(tree, key)
     return json.dumps(tree, sort_keys=True, default=str)
@@ -112,5 +110,80 @@ def batchable(cfg: DictConfig) -> str | None:
         with torch.device("meta"):
             model = build_model(cfg, task)
     except Exception as e:  # noqa: BLE001 - the job itself will report its bad config
-        return f"its config does not build ({type(e).__name__})"
+        return f"{DOES_NOT_BUILD} ({type(e).__name__})"
     return population_support([model])
+
+
+# The per-member halves of a training step that used to run member by member (a quarter of a population's
+# step at the trainability preset's sizes: 16 Adam steps 9.5 ms and 16 clippings 3.2 ms of 52 ms), each done
+# for all members in a few foreach calls. Each member keeps its own global norm, learning rate, optimizer
+# state (its torch.optim instance's ``state``, so its state dict and checkpoint are unchanged) and hooks;
+# the arithmetic is torch's own (``clip_grad_norm_``'s and Adam's foreach path), so a member's update
+# equals its own ``clip_grad_norm_`` and ``optimizer.step()`` (tests/test_population_step.py).
+
+_ADAM_PLAIN = dict(foreach=None, fused=None, capturable=False, differentiable=False)
+
+
+@torch.no_grad()
+def clip_members(params: list[list[torch.Tensor]], max_norms: list[float]) -> list[torch.Tensor]:
+    """``torch.nn.utils.clip_grad_norm_(params[m], max_norms[m])`` for every member m, in one pass: each
+    member's pre-clip global norm (returned, a 0-d tensor each) over its own gradients, and its own
+    gradients scaled by min(max_norm / (norm + 1e-6), 1), as ``clip_grad_norm_`` computes them."""
+    grads = [[p.grad for p in ps if p.grad is not None] for ps in params]
+    flat = [g for gs in grads for g in gs]
+    if not flat:
+        return [torch.tensor(0.0) for _ in params]
+    norms = iter(torch._foreach_norm(flat, 2.0))
+    totals = [torch.linalg.vector_norm(torch.stack([next(norms) for _ in gs]), 2.0) if gs else torch.tensor(0.0)
+              for gs in grads]
+    coefs = [torch.clamp(float(max_norm) / (total + 1e-6), max=1.0) for max_norm, total in zip(max_norms, totals)]
+    torch._foreach_mul_(flat, [coef for gs, coef in zip(grads, coefs) for _ in gs])
+    return totals
+
+
+def _stackable(optimizer: torch.optim.Optimizer) -> bool:
+    """A plain ``torch.optim.Adam`` (no fused/capturable/differentiable/foreach choice, no pre-step hook):
+    its step can join the members' one foreach step."""
+    from torch.optim.optimizer import _global_optimizer_pre_hooks
+
+    return (type(optimizer) is torch.optim.Adam and not optimizer._optimizer_step_pre_hooks
+            and not _global_optimizer_pre_hooks
+            and all(group.get(k) == v for group in optimizer.param_groups for k, v in _ADAM_PLAIN.items())
+            and all(not torch.is_tensor(group["lr"]) for group in optimizer.param_groups))
+
+
+@torch.no_grad()
+def step_members(optimizers: list[torch.optim.Optimizer]) -> None:
+    """``optimizer.step()`` of every member, the plain Adams among them as one foreach update per set of
+    hyperparameters (learning rate, betas, eps, weight decay, ...), each member's tensors with its own
+    learning rate and its own state (``optimizer.state``: its state dict and checkpoint are the lone run's);
+    then each optimizer's post-step hooks (per-layer update ratios), as ``step()`` runs them. Any other
+    optimizer steps on its own."""
+    from torch.optim.adam import adam
+    from torch.optim.optimizer import _global_optimizer_post_hooks
+
+    buckets: dict[tuple, list[list]] = {}
+    stacked = []
+    for optimizer in optimizers:
+        if not _stackable(optimizer):
+            optimizer.step()
+            continue
+        stacked.append(optimizer)
+        for group in optimizer.param_groups:
+            lists: list[list] = [[], [], [], [], [], []]  # params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, steps
+            has_complex = optimizer._init_group(group, *lists)
+            hyper = (group["lr"], *group["betas"], group["eps"], group["weight_decay"], group["amsgrad"],
+                     group["maximize"], group.get("decoupled_weight_decay", False), has_complex)
+            bucket = buckets.setdefault(hyper, [[], [], [], [], [], []])
+            for into, items in zip(bucket, lists):
+                into.extend(items)
+    for (lr, beta1, beta2, eps, weight_decay, amsgrad, maximize, decoupled, has_complex), lists in buckets.items():
+        if lists[0]:
+            adam(*lists, foreach=True, lr=lr, beta1=beta1, beta2=beta2, eps=eps, weight_decay=weight_decay,
+                 amsgrad=amsgrad, maximize=maximize, has_complex=has_complex, capturable=False,
+                 differentiable=False, fused=None, grad_scale=None, found_inf=None,
+                 decoupled_weight_decay=decoupled)
+    for optimizer in stacked:
+        optimizer._optimizer_step_code()
+        for hook in (*optimizer._optimizer_step_post_hooks.values(), *_global_optimizer_post_hooks.values()):
+            hook(optimizer, (optimizer,), {})

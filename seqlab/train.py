@@ -39,7 +39,7 @@ from .config import build_floss, build_optimizer, build_probe, setup
 from .flossing import make_flossing
 from .lengths import length_row, length_summary, length_tasks
 from .models import SequenceModel
-from .population import Population
+from .population import Population, clip_members, step_members
 from .probe import ProbeHistory, probe
 from .probe.layer_stats import LayerStats
 from .probe.measure import population_lyapunov_of
@@ -257,16 +257,20 @@ def _train(live: list["Member"], stop: StopFlag, population: "Population | None"
                 m.optimizer.zero_grad(set_to_none=True)
             # members' losses are independent, so the sum's gradient is each member's own
             (losses[0] if len(losses) == 1 else torch.stack(losses).sum()).backward()
-            norms = []
             for m in group:
                 m.layer_stats.measure(step)  # due steps: per-layer raw gradient norms; update ratios after the step
-                # Pre-clip global norm, each member's own (clip_grad_norm_ returns it; inf max_norm = measure only).
-                norms.append(torch.nn.utils.clip_grad_norm_(m.params, m.max_norm))
+            # Pre-clip global norm, each member's own (clip_grad_norm_ returns it; inf max_norm = measure only);
+            # a population's members all in one pass (seqlab.population.clip_members: the same arithmetic).
+            norms = ([torch.nn.utils.clip_grad_norm_(lead.params, lead.max_norm)] if population is None else
+                     clip_members([m.params for m in group], [m.max_norm for m in group]))
+            for m in group:
                 if m.clip_value is not None:  # after the norm above is measured (it is logged pre-clip)
                     torch.nn.utils.clip_grad_value_(m.params, m.clip_value)
             values = torch.stack([*(loss.detach() for loss in losses), *norms]).tolist()  # one sync per step
-            for m, loss_value, norm_value in zip(group, values, values[len(group):]):
-                m.guard(live, m.update, step, loss_value, norm_value)
+            stepping = [m for m, loss_value, norm_value in zip(group, values, values[len(group):])
+                        if m.guard(live, m.update, step, loss_value, norm_value, population is not None)]
+            if population is not None:  # the members that take this update step together, each with its
+                step_members([m.optimizer for m in stepping])  # own state and lr (seqlab.population)
 
             due = [m for m in group if m in live and m.due(step)]
             elapsed = time.perf_counter() - tick
@@ -438,9 +442,10 @@ class Member:
         self.do_floss(0)
         self.do_eval(0, {})
 
-    def update(self, step: int, loss_value: float, norm_value: float) -> None:
+    def update(self, step: int, loss_value: float, norm_value: float, deferred: bool = False) -> bool:
         """The optimizer's step for this member, or (non-finite loss or gradient) its policy: skip the
-        update, or stop the run as diverged."""
+        update, or stop the run as diverged. True when the update is taken (``deferred``: the loop takes it,
+        with a population's other members: ``seqlab.population.step_members``)."""
         state, cfg = self.state, self.cfg
         if not (math.isfinite(loss_value) and math.isfinite(norm_value)):
             state.step = step
@@ -455,12 +460,14 @@ class Member:
                                    f"; {state.skipped} of {step} updates skipped, past "
                                    f"skip_limit={cfg.skip_limit}" if cfg.on_nonfinite == "skip" else ""))
         else:
-            self.optimizer.step()
+            if not deferred:
+                self.optimizer.step()
             state.last_finite_norm = norm_value
             state.window_loss += loss_value
             state.window_norm += norm_value
             state.window_n += 1
         state.step = step
+        return math.isfinite(loss_value) and math.isfinite(norm_value)
 
     def after_step(self, step: int, elapsed: float | None) -> None:
         """Flossing when due; on a logged step (``elapsed``: training seconds since the last one) the

@@ -261,9 +261,9 @@ def test_nonfinite_policy_skip_is_per_member(tmp_path, monkeypatch):
     infos = [RunInfo(run_dir=tmp_path / f"m{i}", name=f"r{i}") for i in range(2)]
     real = train_module.Member.update
 
-    def nan_loss(self, step, loss_value, norm_value):
+    def nan_loss(self, step, loss_value, norm_value, *rest):
         bad = self.info.run_dir == infos[1].run_dir and step >= 3
-        return real(self, step, math.nan if bad else loss_value, norm_value)
+        return real(self, step, math.nan if bad else loss_value, norm_value, *rest)
 
     monkeypatch.setattr(train_module.Member, "update", nan_loss)
     results = train_members(cfgs, infos)
@@ -279,7 +279,7 @@ def test_nonfinite_policy_skip_is_per_member(tmp_path, monkeypatch):
 # --- the launcher: a multirun as a user runs it ------------------------------------------------------
 
 def test_populations_are_cut_to_max_members_and_split_so_no_worker_idles():
-    from hydra_plugins.seqlab_batched_launcher.batched_launcher import plan_populations
+    from hydra_plugins.seqlab_batched_launcher.batched_launcher import makespan, plan_populations
 
     assert plan_populations([list(range(10)), [10, 11]], max_members=4, n_jobs=1) == [
         [0, 1, 2, 3], [4, 5, 6, 7], [8, 9], [10, 11]]
@@ -290,6 +290,11 @@ def test_populations_are_cut_to_max_members_and_split_so_no_worker_idles():
     assert plan_populations([[0, 1, 2]], 64, 2) == [[0, 1, 2]]  # too small to split
     plan = plan_populations([list(range(13))], 64, 3)
     assert sorted(j for p in plan for j in p) == list(range(13)) and len(plan) == 3
+    # the trainability preset at one length (RNN 8, LSTM 16, GRU 16) on 2 workers: 24 jobs' work on one
+    # worker and 16 on the other, unless the 8 is cut: then 20 and 20; the largest populations go first
+    plan = plan_populations([list(range(8)), list(range(8, 24)), list(range(24, 40))], 64, 2)
+    assert plan == [list(range(8, 24)), list(range(24, 40)), [0, 1, 2, 3], [4, 5, 6, 7]]
+    assert makespan(plan, 2) == 20 and makespan([list(range(8)), list(range(8, 24)), list(range(24, 40))], 2) == 24
 
 def seqlab_cli(cwd: Path, *args, timeout=600):
     import subprocess
