@@ -221,25 +221,33 @@ def _per_layer(run: Run, metric: str) -> dict[str, tuple[np.ndarray, np.ndarray]
     return {k: (np.array([a for a, _ in v]), np.array([b for _, b in v])) for k, v in out.items()}
 
 
+def layer_ratio(run: Run, metric: str) -> float | None:
+    """The first hidden layer's ``train/{metric}`` over the last hidden layer's: the median over training of
+    their ratio at each logged step (None for a net of one layer or without those metrics)."""
+    layers = {k: v for k, v in _per_layer(run, metric).items() if k.startswith("l")}
+    if len(layers) < 2:
+        return None
+    first, last = layers["l0"][1], layers[f"l{len(layers) - 1}"][1]
+    n = min(len(first), len(last))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio = first[:n] / last[:n]
+    ratio = ratio[np.isfinite(ratio)]
+    return float(np.median(ratio)) if ratio.size else None
+
+
 def training_numbers(s: Setting) -> dict[str, float]:
     """Per setting, means over seeds: final held-out loss / baseline, runs diverged, and the first
     layer's gradient norm and update ratio relative to the last hidden layer's (medians over training)."""
-    loss, diverged, g_ratio, u_ratio, early_loss, early_g = [], 0, [], [], [], []
+    loss, diverged, g_ratio, u_ratio = [], 0, [], []
     for r in s.runs:
         diverged += r.status == "diverged"
         evals = [m for m in r.metrics if "eval/loss_over_baseline" in m]
         if evals:
             loss.append(evals[-1]["eval/loss_over_baseline"])
         for metric, acc in (("grad_norm", g_ratio), ("update_ratio", u_ratio)):
-            layers = {k: v for k, v in _per_layer(r, metric).items() if k.startswith("l")}
-            if len(layers) >= 2:
-                first, last = layers["l0"][1], layers[f"l{len(layers) - 1}"][1]
-                n = min(len(first), len(last))
-                with np.errstate(divide="ignore", invalid="ignore"):
-                    ratio = first[:n] / last[:n]
-                ratio = ratio[np.isfinite(ratio)]
-                if ratio.size:
-                    acc.append(float(np.median(ratio)))
+            x = layer_ratio(r, metric)
+            if x is not None:
+                acc.append(x)
     return {"loss_over_baseline": _mean(loss), "diverged": diverged, "runs": len(s.runs),
             "first_over_last_grad": _mean(g_ratio), "first_over_last_update": _mean(u_ratio)}
 

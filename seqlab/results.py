@@ -19,7 +19,9 @@ Only the blocks are rewritten; a block whose table has no result files says so. 
 ``long_memory`` (verdicts over lr x seeds per cell, task and T), ``long_memory_detail`` (every setting's
 verdict row and per-lr row), ``protocol_cost`` (what each part cost, with and without early stopping,
 and what the stopping rule would have saved on full-budget parts), ``recipes`` (paper-recipe runs) and
-``long_memory_single_lr`` (the earlier one-lr, one-seed table, from benchmarks/results/long_memory.json).
+``long_memory_single_lr`` (the earlier one-lr, one-seed table, from benchmarks/results/long_memory.json) and
+``claims`` (the training claims' presets over lr x seeds, results/claims/: per setting and lr, divergence, loss
+and the first hidden layer's gradient and update over the last's).
 Every other table directory ``results/<table>/`` (e.g. ``task_suite``) gets two blocks of the same kind as
 the long-memory table's: ``<table>`` (a row per cell, a column per task and T) and ``<table>_detail``.
 """
@@ -51,6 +53,7 @@ TASK_ORDER = ("adding", "copy", "delayed_recall")
 
 def collect(dirs: Sequence[str], command: str, note: str = "") -> dict:
     """The result file of the runs under ``dirs``: command, note, records (with their held-out curves)."""
+    from seqlab.claims import layer_ratio
     from seqlab.report.runs import load_runs
 
     runs = load_runs(dirs)
@@ -66,6 +69,9 @@ def collect(dirs: Sequence[str], command: str, note: str = "") -> dict:
         early = run.config.get("early_stop") or {}
         r["early_stop"] = {"rungs": list(early["rungs"]), "margin": early.get("margin")} if early.get("rungs") else None
         r["eval_every"] = run.config.get("eval_every")
+        ratios = {name: layer_ratio(run, metric) for name, metric in (("grad", "grad_norm"), ("update", "update_ratio"))}
+        if any(v is not None for v in ratios.values()):  # a net of two or more layers that logged them per layer
+            r["first_over_last"] = ratios
         records.append(r)
     return {"command": command, "note": note, "records": V.jsonable(records)}
 
@@ -231,6 +237,57 @@ def recipes_block(parts: list[dict]) -> str:
                 "command"], rows)
 
 
+def _geo(values) -> float | None:
+    xs = [v for v in values if v is not None and v > 0 and math.isfinite(v)]
+    return math.exp(sum(map(math.log, xs)) / len(xs)) if xs else None
+
+
+def claims_block(parts: list[dict], records: list[dict]) -> str:
+    """The training claims under the protocol (results/claims/): per claim preset (the runs' ``experiment``),
+    its sources, then one row per setting (the keys its runs differ in, e.g. optim or grad_clip) and learning
+    rate: N, solved k/N, diverged, loss / baseline, and the first hidden layer's gradient norm and update
+    ratio over the last hidden layer's (``seqlab.claims.layer_ratio``: the median over training; the
+    geometric mean over the seeds); then each setting's verdict over the grid."""
+    if not records:
+        return "No result files yet under results/claims/."
+    exps = sorted({str(r["keys"].get("experiment")) for r in records})
+    out = ["Per claim preset and learning rate. N: runs that reached an outcome; diverged: stopped by a non-finite "
+           "loss or gradient (counted in N, not solved), with the steps it happened at; loss / baseline: held-out, at the end of each run, diverged "
+           "runs left out (mean and 95% interval over the seeds); first / last layer: the first hidden layer's "
+           "gradient norm (update ratio ||dW|| / ||W||) over the last hidden layer's, the median over training, the "
+           "geometric mean over the seeds (`-`: a one-layer net, or every run diverged before it was logged)."]
+    for exp in exps:
+        recs = [r for r in records if str(r["keys"].get("experiment")) == exp]
+        by = V.default_keys(recs)
+        shown = [k for k in by if len({str(V.key_value(r, k)) for r in recs}) > 1] or ["cell"]
+        rows = V.aggregate(recs, by)
+        budgets = sorted({r["budget_examples"] for r in recs if r["budget_examples"]})
+        first = rows[0]["keys"]
+        out += ["", f"**{exp}** ({first['cell']} on {first['task']}"
+                    + (f", T = {first['seq_len']}" if first["seq_len"] not in (None, 1) else "")
+                    + f"; {len(recs)} runs; budget {', '.join(V.fmt_examples(b) for b in budgets)} examples per run)", ""]
+        out += [line for line in _sources([p for p in parts if any(str(r["keys"].get("experiment")) == exp
+                                                                   for r in p["records"])])]
+        cells = []
+        for row in rows:
+            for pt in row["points"]:
+                at = [r for r in recs if r["lr"] == pt["lr"] and all(V.key_value(r, k) == row["keys"][k] for k in by)]
+                ratio = lambda name: _geo((r.get("first_over_last") or {}).get(name) for r in at)  # noqa: E731
+                div = sorted(r["steps_run"] for r in at if r["status"] == "diverged" and r["steps_run"] is not None)
+                cells.append([*(str(row["keys"][k]) for k in shown), V.fmt_lr(pt["lr"]), str(pt["n"]),
+                              f"{pt['k']}/{pt['n']}", f"{pt['diverged']}/{pt['n']}"
+                              + (f" (step {', '.join(map(str, div))})" if div else ""), V.fmt_ci(pt["loss_over_baseline"]),
+                              _fmt_ratio(ratio("grad")), _fmt_ratio(ratio("update"))])
+        out += ["", _md([*shown, "lr", "N", "solved k/N", "diverged", "loss / baseline (95% CI)",
+                         "first / last layer: gradient", "first / last layer: update ratio"], cells), ""]
+        out += ["- " + ", ".join(f"{k}={row['keys'][k]}" for k in shown) + f": {row['verdict']}" for row in rows]
+    return "\n".join(out)
+
+
+def _fmt_ratio(x: float | None) -> str:
+    return "-" if x is None else f"{x:.2g}"
+
+
 def single_lr_block(root: Path = ROOT) -> str:
     path = root / "benchmarks" / "results" / "long_memory.json"
     if not path.exists():
@@ -242,7 +299,7 @@ def single_lr_block(root: Path = ROOT) -> str:
     return text.split("\n", 2)[2].strip()  # without the title line
 
 
-SPECIAL_TABLES = ("long_memory", "recipes")  # their own blocks; every other results/<table>/ is a grid table
+SPECIAL_TABLES = ("long_memory", "recipes", "claims")  # their own blocks; every other results/<table>/ is a grid table
 
 
 def blocks(root: Path = ROOT) -> dict[str, str]:
@@ -250,7 +307,7 @@ def blocks(root: Path = ROOT) -> dict[str, str]:
     rec_parts, _ = load_table("recipes", root / "results")
     out = {"long_memory": long_memory_block(lm_parts, lm), "long_memory_detail": detail_block(lm),
            "protocol_cost": cost_block(lm_parts), "recipes": recipes_block(rec_parts),
-           "long_memory_single_lr": single_lr_block(root)}
+           "long_memory_single_lr": single_lr_block(root), "claims": claims_block(*load_table("claims", root / "results"))}
     for d in sorted(p for p in (root / "results").glob("*") if p.is_dir() and p.name not in SPECIAL_TABLES):
         parts, records = load_table(d.name, root / "results")
         out[d.name] = grid_block(d.name, parts, records, CELL_ORDER, missing="-",

@@ -100,3 +100,43 @@ def test_any_other_table_directory_gets_a_grid_block_and_a_detail_block(tmp_path
     detail = b["suite_detail"]
     assert "| lstm | temporal_order | 100 | 4 | 2/4 |" in detail and "| rnn | temporal_order | 100 | 4 | 0/4 |" in detail
     assert "(4 stopped)" in detail
+
+
+def test_the_claims_block_by_hand():
+    """results/claims/: per claim preset, a row per setting (the key its runs differ in) and lr. By hand: sgd at
+    1e-2 (two seeds, gradient ratios 1e-4 and 1e-2: geometric mean 1e-3; loss 1.0 and 0.8: mean 0.9) solves
+    nothing; adam at 1e-3 solves in both seeds (window 1e-3, the grid's only lr); clipping's null at 1e-1
+    diverges in both seeds (no loss, no ratio logged), 1.0 does not."""
+    def r(exp, key, value, lr, seed, status="finished", solved=False, loss=1.0, grad=None, update=None):
+        rec = {"keys": {"experiment": exp, "cell": "mlp", "task": "digits", "seq_len": 1, key: value}, "lr": lr,
+               "seed": seed, "status": status, "solved": solved, "examples_to_solve": 64_000 if solved else None,
+               "loss_over_baseline": loss, "budget_examples": 128_000, "steps": 2000, "steps_run": 2000,
+               "wall_time_s": 10.0, "evals": [], "eval_every": 100, "early_stop": None, "batch_size": 64}
+        if grad is not None:
+            rec["first_over_last"] = {"grad": grad, "update": update}
+        return rec
+    early = [r("claim_e", "optim", "sgd", 1e-2, 0, grad=1e-4, update=1e-4),
+             r("claim_e", "optim", "sgd", 1e-2, 1, loss=0.8, grad=1e-2, update=1e-2),
+             r("claim_e", "optim", "adam", 1e-3, 0, solved=True, loss=0.01, grad=1e-3, update=1.0),
+             r("claim_e", "optim", "adam", 1e-3, 1, solved=True, loss=0.03, grad=1e-3, update=4.0)]
+    clip = [r("claim_c", "grad_clip", "None", 1e-1, s, status="diverged", loss=None) for s in (0, 1)] + \
+           [r("claim_c", "grad_clip", "1.0", 1e-1, s, loss=0.5 + s, grad=10.0, update=1.0) for s in (0, 1)]
+    clip[0]["steps_run"], clip[1]["steps_run"] = 7, 3
+    parts = [{"file": "results/claims/e.json", "command": "python -m seqlab -m +experiment=claim_e", "note": "n",
+              "records": early},
+             {"file": "results/claims/c.json", "command": "python -m seqlab -m +experiment=claim_c", "note": "",
+              "records": clip}]
+    text = R.claims_block(parts, early + clip)
+    lines = text.splitlines()
+    assert "- `results/claims/e.json` (4 runs): `python -m seqlab -m +experiment=claim_e`. n" in lines
+    assert "| grad_clip | lr | N | solved k/N | diverged | loss / baseline (95% CI) | first / last layer: gradient | " \
+           "first / last layer: update ratio |" in lines
+    assert "| 1.0 | 1e-1 | 2 | 0/2 | 0/2 | 1 [0, 7.35] | 10 | 1 |" in lines  # 1 +- 12.706 * 0.7071 / 1.414
+    assert "| None | 1e-1 | 2 | 0/2 | 2/2 (step 3, 7) | - | - | - |" in lines
+    assert "| adam | 1e-3 | 2 | 2/2 | 0/2 | 0.02 [0, 0.147] | 0.001 | 2 |" in lines
+    assert "| sgd | 1e-2 | 2 | 0/2 | 0/2 | 0.9 [0, 2.17] | 0.001 | 0.001 |" in lines
+    assert "- optim=adam: solves at lr 1e-3 (2/2 seeds), 64k examples [64k, 64k]" in lines
+    assert "- optim=sgd: not solved at any of 1 lr x 2 seeds within 128k examples" in lines
+    assert "- grad_clip=None: not solved at any of 1 lr x 2 seeds within 128k examples (2 diverged)" in lines
+    assert text.index("**claim_c**") < text.index("**claim_e**")
+    assert R.claims_block([], []) == "No result files yet under results/claims/."
