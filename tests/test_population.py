@@ -296,6 +296,41 @@ def test_populations_are_cut_to_max_members_and_split_so_no_worker_idles():
     assert plan == [list(range(8, 24)), list(range(24, 40)), [0, 1, 2, 3], [4, 5, 6, 7]]
     assert makespan(plan, 2) == 20 and makespan([list(range(8)), list(range(8, 24)), list(range(24, 40))], 2) == 24
 
+def test_the_launcher_keeps_the_configs_the_sweeper_composed():
+    """Hydra's sweeper composes every job to validate the batch before launch(); the launcher takes those
+    configs instead of composing each job again, and hands its workers the loader as it was (picklable)."""
+    import pickle
+    from types import SimpleNamespace
+
+    from hydra_plugins.seqlab_batched_launcher.batched_launcher import BatchedLauncher
+
+    calls = []
+    loader = _Loader(calls)
+    master = {"the": "sweep's config"}
+    launcher = BatchedLauncher(n_jobs=1)
+    launcher.setup(hydra_context=SimpleNamespace(config_loader=loader), task_function=None, config=master)
+    composed = [loader.load_sweep_config(master, o) for o in (["seed=0"], ["seed=1"])]  # the sweeper's check
+    seen = {}
+
+    def body(job_overrides, initial_job_idx):
+        seen["pickles"] = len(pickle.dumps(loader)) > 0  # what the workers receive: no closure, no configs
+        return [launcher._composed.pop((id(master), tuple(o)), None) for o in job_overrides]
+
+    launcher._launch = body
+    assert launcher.launch([["seed=0"], ["seed=1"]], 0) == composed and calls == [["seed=0"], ["seed=1"]]
+    assert seen["pickles"] and launcher._composed == {}
+    assert "load_sweep_config" in vars(loader)  # remembering again for the sweeper's next batch
+
+
+class _Loader:
+    def __init__(self, calls):
+        self.calls = calls
+
+    def load_sweep_config(self, master_config, sweep_overrides):
+        self.calls.append(list(sweep_overrides))
+        return {"composed": list(sweep_overrides)}
+
+
 def seqlab_cli(cwd: Path, *args, timeout=600):
     import subprocess
     import sys

@@ -15,7 +15,9 @@ job). ``n_jobs`` > 1 runs that many groups at once, each in a worker process (jo
 from __future__ import annotations
 
 import logging
+import os
 import sys
+import threading
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -50,31 +52,41 @@ class BatchedLauncher(Launcher):
             return cfg
 
         loader.load_sweep_config = remembering  # an instance attribute: the loader's own method stays as it is
+        # The workers start now, while the sweeper composes and validates the jobs: each imports torch and
+        # seqlab (and builds a first optimizer, whose first use imports more of torch) before launch() needs
+        # it; launch() then hands them the populations (joblib reuses the same loky workers).
+        self._warming = None
+        if self.n_jobs > 1:
+            self._warming = threading.Thread(target=_start_workers, args=(self.n_jobs,), daemon=True)
+            self._warming.start()
 
     def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:
+        loader = self.hydra_context.config_loader
+        remembering = loader.__dict__.pop("load_sweep_config", None)  # the workers get the plain loader
+        try:
+            return self._launch(job_overrides, initial_job_idx)
+        finally:
+            self._composed.clear()
+            if remembering is not None:  # for the sweeper's next batch
+                loader.load_sweep_config = remembering
+
+    def _launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:
         from seqlab.population import DOES_NOT_BUILD, batchable, group_key
 
         setup_globals()
         assert self.config is not None and self.hydra_context is not None and self.task_function is not None
         configure_log(self.config.hydra.hydra_logging, self.config.hydra.verbose)
         Path(str(self.config.hydra.sweep.dir)).mkdir(parents=True, exist_ok=True)
-        loader = self.hydra_context.config_loader
-        remembering = loader.__dict__.pop("load_sweep_config", None)  # workers get the plain loader
-        try:
-            jobs, keys = [], {}
-            for i, overrides in enumerate(job_overrides):
-                idx = initial_job_idx + i
-                cfg = (self._composed.pop((id(self.config), tuple(overrides)), None)
-                       or loader.load_sweep_config(self.config, list(overrides)))
-                with open_dict(cfg):
-                    cfg.hydra.job.id = idx
-                    cfg.hydra.job.num = idx
-                jobs.append((idx, list(overrides), cfg))
-                keys.setdefault(group_key(cfg), []).append(len(jobs) - 1)
-        finally:
-            self._composed.clear()
-            if remembering is not None:  # the sweeper's next batch
-                loader.load_sweep_config = remembering
+        jobs, keys = [], {}
+        for i, overrides in enumerate(job_overrides):
+            idx = initial_job_idx + i
+            cfg = (self._composed.pop((id(self.config), tuple(overrides)), None)
+                   or self.hydra_context.config_loader.load_sweep_config(self.config, list(overrides)))
+            with open_dict(cfg):
+                cfg.hydra.job.id = idx
+                cfg.hydra.job.num = idx
+            jobs.append((idx, list(overrides), cfg))
+            keys.setdefault(group_key(cfg), []).append(len(jobs) - 1)
         groups, alone = [], []
         for members in keys.values():
             # Jobs of one group differ only in batchable knobs, so one job's model answers for all of them;
@@ -93,6 +105,8 @@ class BatchedLauncher(Launcher):
         log.info(f"Launching {len(jobs)} jobs: populations of {', '.join(map(str, sizes)) or 'none'}, "
                  f"{sum(len(p) == 1 for p in plan)} jobs alone")
         work = [[jobs[j] for j in members] for members in plan]
+        if self._warming is not None:
+            self._warming.join()
         if self.n_jobs == 1 or len(work) == 1:
             done = [run_group(group, self.hydra_context, self.task_function) for group in work]
         else:
@@ -140,6 +154,29 @@ def makespan(plan: list[list[int]], n_jobs: int) -> int:
     for size in sorted(map(len, plan), reverse=True):
         loads[loads.index(min(loads))] += size
     return max(loads)
+
+
+def _start_workers(n_jobs: int) -> None:
+    """Start the loky workers and let each import what a population needs (in a thread of the launcher)."""
+    from joblib import Parallel, delayed
+
+    try:
+        Parallel(n_jobs=n_jobs, backend="loky")(delayed(_warm)(0.5) for _ in range(n_jobs))
+    except Exception:  # noqa: BLE001 - only a head start: launch() starts the workers itself if this failed
+        pass
+
+
+def _warm(hold: float) -> int:
+    import time
+
+    import torch
+
+    import seqlab.__main__  # noqa: F401
+    import seqlab.train  # noqa: F401
+
+    torch.optim.Adam([torch.nn.Parameter(torch.zeros(1))])  # its first construction imports torch._dynamo
+    time.sleep(hold)  # so that each worker takes one of these (none finishes before the other starts)
+    return os.getpid()
 
 
 def _worker(group, hydra_context, task_function, singleton_state):
