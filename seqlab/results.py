@@ -252,8 +252,9 @@ def claims_block(parts: list[dict], records: list[dict]) -> str:
         return "No result files yet under results/claims/."
     exps = sorted({str(r["keys"].get("experiment")) for r in records})
     out = ["Per claim preset and learning rate. N: runs that reached an outcome; diverged: stopped by a non-finite "
-           "loss or gradient (counted in N, not solved), with the steps it happened at; loss / baseline: held-out, at the end of each run, diverged "
-           "runs left out (mean and 95% interval over the seeds); first / last layer: the first hidden layer's "
+           "loss or gradient (counted in N, not solved), with the steps it happened at; loss / baseline: held-out, "
+           "at the end of each run, diverged runs left out (mean and 95% interval over the seeds); examples to "
+           "solve: over the runs that met the task's bar; first / last layer: the first hidden layer's "
            "gradient norm (update ratio ||dW|| / ||W||) over the last hidden layer's, the median over training, the "
            "geometric mean over the seeds (`-`: a one-layer net, or every run diverged before it was logged)."]
     for exp in exps:
@@ -263,24 +264,32 @@ def claims_block(parts: list[dict], records: list[dict]) -> str:
         rows = V.aggregate(recs, by)
         budgets = sorted({r["budget_examples"] for r in recs if r["budget_examples"]})
         first = rows[0]["keys"]
-        out += ["", f"**{exp}** ({first['cell']} on {first['task']}"
+        cells = ", ".join(map(str, _order([r["keys"]["cell"] for r in recs], CELL_ORDER)))
+        out += ["", f"**{exp}** ({cells} on {first['task']}"
                     + (f", T = {first['seq_len']}" if first["seq_len"] not in (None, 1) else "")
                     + f"; {len(recs)} runs; budget {', '.join(V.fmt_examples(b) for b in budgets)} examples per run)", ""]
-        out += [line for line in _sources([p for p in parts if any(str(r["keys"].get("experiment")) == exp
-                                                                   for r in p["records"])])]
-        cells = []
+        exp_parts = [p for p in parts if any(str(r["keys"].get("experiment")) == exp for r in p["records"])]
+        out += _sources(exp_parts)
+        table = []
         for row in rows:
             for pt in row["points"]:
                 at = [r for r in recs if r["lr"] == pt["lr"] and all(V.key_value(r, k) == row["keys"][k] for k in by)]
                 ratio = lambda name: _geo((r.get("first_over_last") or {}).get(name) for r in at)  # noqa: E731
                 div = sorted(r["steps_run"] for r in at if r["status"] == "diverged" and r["steps_run"] is not None)
-                cells.append([*(str(row["keys"][k]) for k in shown), V.fmt_lr(pt["lr"]), str(pt["n"]),
+                table.append([*(str(row["keys"][k]) for k in shown), V.fmt_lr(pt["lr"]), str(pt["n"]),
                               f"{pt['k']}/{pt['n']}", f"{pt['diverged']}/{pt['n']}"
                               + (f" (step {', '.join(map(str, div))})" if div else ""), V.fmt_ci(pt["loss_over_baseline"]),
-                              _fmt_ratio(ratio("grad")), _fmt_ratio(ratio("update"))])
+                              V.fmt_ci(pt["examples"], V.fmt_examples), _fmt_ratio(ratio("grad")),
+                              _fmt_ratio(ratio("update"))])
         out += ["", _md([*shown, "lr", "N", "solved k/N", "diverged", "loss / baseline (95% CI)",
-                         "first / last layer: gradient", "first / last layer: update ratio"], cells), ""]
+                         "examples to solve (95% CI)", "first / last layer: gradient",
+                         "first / last layer: update ratio"], table), ""]
         out += ["- " + ", ".join(f"{k}={row['keys'][k]}" for k in shown) + f": {row['verdict']}" for row in rows]
+        for part in exp_parts:  # a full-budget part: what the protocol's default stopping rule would have done
+            for cost in cost_rows([part]):
+                if not cost[-1].startswith("(stopping was on)"):
+                    out.append(f"- the default stopping rule (rungs 0.25, 0.5 of the budget; margin 0.05) replayed on "
+                               f"`{cost[0]}`: {cost[-1]}")
     return "\n".join(out)
 
 

@@ -122,6 +122,9 @@ def test_the_claims_block_by_hand():
     clip = [r("claim_c", "grad_clip", "None", 1e-1, s, status="diverged", loss=None) for s in (0, 1)] + \
            [r("claim_c", "grad_clip", "1.0", 1e-1, s, loss=0.5 + s, grad=10.0, update=1.0) for s in (0, 1)]
     clip[0]["steps_run"], clip[1]["steps_run"] = 7, 3
+    for rec in early:  # sgd on the baseline throughout; adam learning from the first rung on
+        rec["evals"] = [[0, 1.0], [500, 1.0], [1000, 1.0], [2000, 1.0]] if rec["keys"]["optim"] == "sgd" else \
+            [[0, 1.0], [500, 0.5], [1000, 0.01], [2000, 0.01]]
     parts = [{"file": "results/claims/e.json", "command": "python -m seqlab -m +experiment=claim_e", "note": "n",
               "records": early},
              {"file": "results/claims/c.json", "command": "python -m seqlab -m +experiment=claim_c", "note": "",
@@ -129,14 +132,19 @@ def test_the_claims_block_by_hand():
     text = R.claims_block(parts, early + clip)
     lines = text.splitlines()
     assert "- `results/claims/e.json` (4 runs): `python -m seqlab -m +experiment=claim_e`. n" in lines
-    assert "| grad_clip | lr | N | solved k/N | diverged | loss / baseline (95% CI) | first / last layer: gradient | " \
-           "first / last layer: update ratio |" in lines
-    assert "| 1.0 | 1e-1 | 2 | 0/2 | 0/2 | 1 [0, 7.35] | 10 | 1 |" in lines  # 1 +- 12.706 * 0.7071 / 1.414
-    assert "| None | 1e-1 | 2 | 0/2 | 2/2 (step 3, 7) | - | - | - |" in lines
-    assert "| adam | 1e-3 | 2 | 2/2 | 0/2 | 0.02 [0, 0.147] | 0.001 | 2 |" in lines
-    assert "| sgd | 1e-2 | 2 | 0/2 | 0/2 | 0.9 [0, 2.17] | 0.001 | 0.001 |" in lines
+    assert "| grad_clip | lr | N | solved k/N | diverged | loss / baseline (95% CI) | examples to solve (95% CI) | " \
+           "first / last layer: gradient | first / last layer: update ratio |" in lines
+    assert "| 1.0 | 1e-1 | 2 | 0/2 | 0/2 | 1 [0, 7.35] | - | 10 | 1 |" in lines  # 1 +- 12.706 * 0.7071 / 1.414
+    assert "| None | 1e-1 | 2 | 0/2 | 2/2 (step 3, 7) | - | - | - | - |" in lines
+    assert "| adam | 1e-3 | 2 | 2/2 | 0/2 | 0.02 [0, 0.147] | 64k [64k, 64k] | 0.001 | 2 |" in lines
+    assert "| sgd | 1e-2 | 2 | 0/2 | 0/2 | 0.9 [0, 2.17] | - | 0.001 | 0.001 |" in lines
     assert "- optim=adam: solves at lr 1e-3 (2/2 seeds), 64k examples [64k, 64k]" in lines
     assert "- optim=sgd: not solved at any of 1 lr x 2 seeds within 128k examples" in lines
     assert "- grad_clip=None: not solved at any of 1 lr x 2 seeds within 128k examples (2 diverged)" in lines
     assert text.index("**claim_c**") < text.index("**claim_e**")
+    # a full-budget part gets the default rule replayed on its curves: the two sgd runs stop at the first rung
+    # (step 500 of 2000): 2 x 1500 of 4 x 2000 steps saved; the clipping part has no curves: nothing stopped
+    assert "- the default stopping rule (rungs 0.25, 0.5 of the budget; margin 0.05) replayed on `e.json`: would " \
+           "stop 2/4, saving 38% of the examples; 0 of them went on to solve, 0 more ended under half the baseline" in lines
+    assert "replayed on `c.json`: would stop 0/4, saving 0% of the examples;" in text
     assert R.claims_block([], []) == "No result files yet under results/claims/."
