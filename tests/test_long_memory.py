@@ -53,7 +53,7 @@ def test_report_on_real_runs(tmp_path, capsys):
     for cell in ("gru", "cornn"):
         cfg = cfg_for(f"remedy={cell}", "task=adding", "seq_len=5", "steps=60", "eval_every=20", "eval_size=32",
                       "model.hidden_size=8", "batch_size=16", "optim.lr=0.01", "probe.batch_size=8",
-                      "probe.lyapunov_k=2")
+                      "probe.lyapunov_k=2", "probe.lyapunov_steps=0", "probe.plots=false")
         train(cfg, RunInfo(run_dir=tmp_path / "sweep" / cell, name=cell,
                            choices={"remedy": cell, "task": "adding", "model": cfg.model.layer._target_}))
     runs = load_runs([tmp_path / "sweep"])
