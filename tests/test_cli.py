@@ -11,6 +11,9 @@ from wandb_records import wandb_exit_code, wandb_records
 
 FAST = ["steps=6", "eval_every=3", "eval_size=32", "batch_size=8", "log_every=2", "progress=false",
         "probe.lyapunov_steps=0"]  # the Lyapunov spectrum over the task's own window, not 3500 steps
+# The design-card test draws the probe's figures (and logs them to W&B); the others probe without them
+# (2-7 s of matplotlib a run that no assertion here reads).
+NO_FIGURES = [*FAST, "probe.plots=false"]
 
 
 def seqlab(tmp_path, *args, env=None):
@@ -56,14 +59,14 @@ def test_design_card_command_trains_evaluates_and_logs(tmp_path):
 
 
 def test_wandb_run_is_finished_with_its_exit_code(tmp_path):
-    r = seqlab(tmp_path, "task=copy", "model=gru", "seq_len=5", *FAST)
+    r = seqlab(tmp_path, "task=copy", "model=gru", "seq_len=5", *NO_FIGURES)
     assert r.returncode == 0, r.stderr
     (wb,) = only_run_dir(tmp_path / "outputs").glob("wandb/offline-run-*")
     assert wandb_exit_code(wb) == 0
 
 
 def test_multirun_gives_one_run_dir_and_one_wandb_run_per_job(tmp_path):
-    r = seqlab(tmp_path, "-m", "model=rnn,lstm", "seq_len=10", *FAST)
+    r = seqlab(tmp_path, "-m", "model=rnn,lstm", "seq_len=10", *NO_FIGURES)
     assert r.returncode == 0, r.stderr
     summaries = sorted((tmp_path / "multirun").rglob("summary.json"))
     assert len(summaries) == 2
@@ -74,7 +77,7 @@ def test_multirun_gives_one_run_dir_and_one_wandb_run_per_job(tmp_path):
 
 
 def test_logger_none_writes_no_wandb_but_keeps_results(tmp_path):
-    r = seqlab(tmp_path, "logger=none", "task=delayed_recall", "model=lstm", "seq_len=8", *FAST)
+    r = seqlab(tmp_path, "logger=none", "task=delayed_recall", "model=lstm", "seq_len=8", *NO_FIGURES)
     assert r.returncode == 0, r.stderr
     run = only_run_dir(tmp_path / "outputs")
     assert not (run / "wandb").exists() and (run / "metrics.jsonl").read_text().count("\n") == 3
@@ -129,7 +132,7 @@ def test_plain_wheel_install_runs_from_another_directory(tmp_path):
     r = subprocess.run([sys.executable, "-c", "import seqlab.__main__ as m; print(m.CONF_DIR)"], cwd=work, env=env,
                        capture_output=True, text=True, check=True)
     assert r.stdout.strip() == str(target / "seqlab" / "conf")  # the wheel's copy, not this checkout's conf/
-    r = subprocess.run([sys.executable, "-m", "seqlab", "logger=none", "seq_len=20", *FAST], cwd=work, env=env,
+    r = subprocess.run([sys.executable, "-m", "seqlab", "logger=none", "seq_len=20", *NO_FIGURES], cwd=work, env=env,
                        capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr
     assert json.loads(only_run_dir(work / "outputs").joinpath("summary.json").read_text())["status"] == "finished"
