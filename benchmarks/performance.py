@@ -96,12 +96,13 @@ class Sizes:
     sweep_model: str = "lstm"
     sweep_steps: int = 300
     sweep_repeats: int = 3
+    start_repeats: int = 3         # fresh processes timing the start-up cost (median)
 
 
 QUICK = Sizes(seq_len=20, batch=8, hidden=16, train_steps=5, repeats=2, threads=(1,), probe_repeats=2,
               probe_every=2, scaling_lens=(20, 40, 80), scaling_steps={20: 3, 40: 3, 80: 3},
               scaling_models=("lstm",), default_eval_size=64, datagen_lens=(20,), sweep_model="rnn",
-              sweep_steps=5, sweep_repeats=1)
+              sweep_steps=5, sweep_repeats=1, start_repeats=1)
 
 
 # --- helpers ---------------------------------------------------------------------------------------
@@ -525,18 +526,18 @@ def part_sweep(s: Sizes, tmp: Path) -> dict:
             "speedup": {k: med[k] / med[PAR] for k in med if k != PAR},
             "training_time_s": train_s,
             "training_time_speedup": {k: train_s[k] / train_s[PAR] for k in train_s if k != PAR},
-            "process_start": process_start_cost()}
+            "process_start": process_start_cost(s.start_repeats)}
 
 
-def process_start_cost() -> dict:
-    """What every Python process of a run pays before its first step (median of 3 fresh processes):
+def process_start_cost(repeats: int = 3) -> dict:
+    """What every Python process of a run pays before its first step (median of ``repeats`` fresh processes):
     import torch, import seqlab, and the first optimizer (torch imports torch._dynamo there)."""
     code = ("import time; t0 = time.perf_counter(); import torch; t1 = time.perf_counter(); "
             "import seqlab.train, seqlab.__main__; t2 = time.perf_counter(); "
             "torch.optim.Adam([torch.zeros(1, requires_grad=True)]); t3 = time.perf_counter(); "
             "print(t1 - t0, t2 - t1, t3 - t2)")
     runs = [[float(v) for v in subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                                              check=True).stdout.split()] for _ in range(3)]
+                                              check=True).stdout.split()] for _ in range(repeats)]
     keys = ("import_torch_s", "import_seqlab_s", "first_optimizer_s")
     return {k: median([r[i] for r in runs]) for i, k in enumerate(keys)}
 

@@ -50,14 +50,14 @@ def test_quick_train_datagen_probe(performance, tmp_path, capsys):
 
 
 @pytest.mark.slow
-def test_quick_scaling_and_sweep(tmp_path):
-    # fresh processes for every size and every sweep: ~1 minute on a busy 2-core machine
-    import subprocess
-
+def test_quick_scaling_and_sweep(performance, tmp_path, capsys):
+    # fresh processes for every size and every sweep (the script itself runs in this one)
     out = tmp_path / "quick.json"
-    subprocess.run([sys.executable, str(SCRIPT), "--quick", "--parts", "scaling", "sweep", "--out", str(out)],
-                   check=True, capture_output=True, text=True)
+    res = performance.main(["--quick", "--parts", "scaling", "sweep", "--out", str(out)])
     saved = json.loads(out.read_text())
+    assert res["markdown"] == saved["markdown"] and saved["markdown"] in capsys.readouterr().out
+    assert set(saved["sweep"]["process_start"]) == {"import_torch_s", "import_seqlab_s", "first_optimizer_s"}
+    assert all(finite_positive(v) for v in saved["sweep"]["process_start"].values())
     runs = saved["scaling"]["runs"]
     assert [r["seq_len"] for r in runs] == saved["sizes"]["scaling_lens"]
     assert all(r["peak_rss_mb"] > 0 and r["step_ms"] > 0 for r in runs)
