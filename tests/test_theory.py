@@ -217,9 +217,9 @@ def test_a_deep_relu_residual_net_breaks_the_recursion_so_its_prediction_is_abse
 def test_theory_is_absent_with_a_reason_where_it_does_not_apply():
     task = Adding(seq_len=20)
     batch = task.make_batch(4, torch.Generator().manual_seed(0))
-    lstm = SequenceModel(functools.partial(LSTMLayer), task.input_size, task.output_size, hidden_size=32)
+    lstm = SequenceModel(functools.partial(LSTMLayer), task.input_size, task.output_size, hidden_size=32, num_layers=2)
     block = theory_block(lstm, {}, batch.inputs, task.answer_steps, 20)
-    assert "Gilboa" in block["time"]["absent"] and "depth" in block and "absent" in block["depth"]
+    assert "stacked RNN" in block["time"]["absent"] and "depth" in block and "absent" in block["depth"]
     irnn = SequenceModel(functools.partial(RNNLayer, init="identity"), task.input_size, task.output_size, hidden_size=32)
     assert "identity W_hh" in theory_block(irnn, {"layer": {"init": "identity"}}, batch.inputs, task.answer_steps,
                                            20)["time"]["absent"]
@@ -265,9 +265,19 @@ def test_a_run_writes_the_theory_block_beside_the_measured_init_gain(tmp_path):
     assert write_plots(history, tmp_path)
 
 
-def test_a_gated_cell_gets_the_reason_not_a_number(tmp_path):
-    summary, _ = _train(tmp_path, "task=adding", "seq_len=10", "model=gru", "model.hidden_size=32", "steps=0")
-    assert "gain" not in summary["theory"]["time"] and "GRU" in summary["theory"]["time"]["absent"]
+def test_a_gated_cell_gets_its_prediction_in_summary_json(tmp_path):
+    from seqlab.theory import gru_stationary
+
+    summary, run_dir = _train(tmp_path, "task=adding", "seq_len=10", "model=gru", "model.hidden_size=32", "steps=0",
+                              "model.layer.chrono=true")
+    time = summary["theory"]["time"]
+    assert "Gilboa" in time["theory"] and time["cell"] == "GRU" and time["chrono_tmax"] == 10
+    assert time["relative_gap"] == pytest.approx(time["measured_gain"] / time["gain"] - 1)
+    # the block's stationary numbers are the library's for the run's own init and input statistics
+    st = gru_stationary(1 / 3, 2 / 96, time["input_power"], 2 / 96, chrono_tmax=10,
+                        input_mean_power=time["input_mean_power"])
+    assert time["lam"] == pytest.approx(st.lam, rel=1e-9) and time["h2_star"] == pytest.approx(st.h2_star, rel=1e-9)
+    assert json.loads((run_dir / "summary.json").read_text())["theory"]["time"]["gain"] == time["gain"]
 
 
 def test_the_theory_note_and_dashed_curve_reach_the_figures():

@@ -23,6 +23,8 @@ import torch
 from ..probe.fit import fit_curve, fit_depth
 from .meanfield import (ACTIVATIONS, batch_norm_chi, depth_curve, feedforward, layer_chis, layer_norm_chi,
                         residual_chis)
+from .gated import gated_lag_curve, gru_stationary, gru_steps, lstm_stationary, lstm_steps
+from .meanfield import TheoryError
 from .rnn import lag_curve, rnn_length_sequence, rnn_stationary, rnn_step_chis
 
 MIN_WIDTH = 16  # below this the infinite-width theory is not offered
@@ -142,9 +144,7 @@ def depth_prediction(model, model_cfg: dict, inputs: torch.Tensor, loss_steps, g
 
 
 GATED_REASONS = {
-    "LSTMLayer": "LSTM: Gilboa et al. 2019's gated mean-field theory is not implemented here",
     "BNLSTMLayer": "batch-normalized LSTM: no mean-field formula here",
-    "GRULayer": "GRU: Gilboa et al. 2019's gated mean-field theory is not implemented here",
     "MinGRULayer": "minGRU: its gates read the input only, so dh_t/dh_(t-1) = diag(1 - z_t) (signed: 1 - 2 z_t) is set by the data, "
                    "not by a mean-field fixed point",
     "MinLSTMLayer": "minLSTM: its gates read the input only, so dh_t/dh_(t-1) = diag(f'_t) (signed: 2 f'_t - 1) is set by the data, "
@@ -159,14 +159,67 @@ GATED_REASONS = {
 }
 
 
+GATED_THEORY = ("gated mean field (after Gilboa et al. 2019, derived here): quenched biases, the per-step gain "
+                "at the edge of the reused Jacobian's spectrum")
+
+
+def gated_time_prediction(layer, model_cfg: dict, inputs: torch.Tensor, loss_steps, n_lags: int) -> dict:
+    """The lag axis of a one-layer LSTM or GRU at init (``seqlab.theory.gated``)."""
+    kind = type(layer).__name__
+    cell = "LSTM" if kind == "LSTMLayer" else "GRU"
+    H, D = layer.hidden_size, layer.input_size
+    if H < MIN_WIDTH:
+        return absent(f"width {H} < {MIN_WIDTH}: mean-field theory is an infinite-width limit")
+    if getattr(layer, "layer_norm", False):
+        return absent(f"layer-normalized {cell}: not covered")
+    lc = _layer_cfg(model_cfg)
+    scheme, rho = lc.get("init", "default"), float(lc.get("recurrent_gain", 1.0))
+    if scheme == "identity":
+        return absent("identity W_hh blocks are not random matrices: mean-field theory does not cover them")
+    sw2 = init_variance(scheme, rho, H, H, default_fan=H)
+    su2 = init_variance(scheme, 1.0, D, H, default_fan=H)
+    sb2 = bias_variance(H, 2)  # b_ih + b_hh of a gate, both torch's U(-1/sqrt(H), 1/sqrt(H))
+    const = lc.get("forget_bias" if cell == "LSTM" else "update_bias")
+    tmax = lc.get("chrono_tmax") if lc.get("chrono") else None
+    if lc.get("chrono") and not isinstance(tmax, (int, float)):
+        return absent(f"chrono with chrono_tmax={tmax!r}: no number to integrate the biases over")
+    power = _input_power(inputs)  # (T,)
+    mean_power = inputs.detach().double().mean(dim=0).pow(2).mean(dim=-1).cpu().numpy()  # (T,): ||E x_t||^2 / D
+    try:
+        if cell == "LSTM":
+            steps = lstm_steps(sw2, su2, power, sb2, const, tmax, mean_power)
+            st = lstm_stationary(sw2, su2, float(power.mean()), sb2, const, tmax, float(mean_power.mean()))
+        else:
+            steps = gru_steps(sw2, su2, power, sb2, const, tmax, mean_power)
+            st = gru_stationary(sw2, su2, float(power.mean()), sb2, const, tmax, float(mean_power.mean()))
+    except TheoryError as e:
+        return absent(f"{cell}: {e}")
+    taus = [int(t) for t in torch.as_tensor(loss_steps).tolist()]
+    curve = np.nanmean(np.stack([gated_lag_curve(steps.lam, tau, n_lags) for tau in taus]), axis=0)
+    out = {"theory": GATED_THEORY, "cell": cell, "width": H, "sigma_w2": sw2, "sigma_u2": su2, "sigma_b2": sb2,
+           ("forget_bias" if cell == "LSTM" else "update_bias"): const, "chrono_tmax": tmax,
+           "input_power": float(power.mean()), "input_mean_power": float(mean_power.mean()), "h2_star": st.h2_star, "lam": st.lam, "xi": st.xi,
+           "chi_independent": st.chi, "gain_independent": st.gain_independent}
+    if cell == "LSTM":
+        out["c2_star"] = st.c2_star
+    fit = fit_curve(curve[np.isfinite(curve)], lags=())
+    out.update(curve=curve.tolist(), gain=fit["gain"])
+    return {k: _fmt(v) if not isinstance(v, list) else [_fmt(x) for x in v] for k, v in out.items()}
+
+
 def time_prediction(model, model_cfg: dict, inputs: torch.Tensor, loss_steps, n_lags: int) -> dict:
-    """The lag axis of a one-layer vanilla RNN (Chen, Pennington & Schoenholz 2018, with inputs)."""
+    """The lag axis of a one-layer vanilla RNN (Chen, Pennington & Schoenholz 2018, with inputs), LSTM or
+    GRU (``seqlab.theory.gated``)."""
     from ..models import RNNLayer
 
     if n_lags < 2:
         return absent("one lag: no time axis")
     layer = model.layers[0]
     kind = type(layer).__name__
+    if kind in ("LSTMLayer", "GRULayer"):
+        if len(model.layers) > 1:
+            return absent("stacked RNN: the time curves of a stack mix depth and time; one layer only")
+        return gated_time_prediction(layer, model_cfg, inputs, loss_steps, n_lags)
     if not isinstance(layer, RNNLayer):
         return absent(GATED_REASONS.get(kind, f"{kind}: no mean-field formula here"))
     if len(model.layers) > 1:

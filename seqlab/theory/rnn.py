@@ -20,10 +20,10 @@ per-step gain is sqrt(chi*) at the fixed point q* with timescale xi = -1 / ln ch
 (of the squared norm; the norm's is 2 xi). A linear RNN (phi = identity) has chi = sigma_w^2
 exactly, whatever the input.
 
-Gated cells: Chen et al.'s minimalRNN and Gilboa et al. 2019's LSTM/GRU theory are not
-implemented here (``seqlab.theory.predict`` says so where they would apply). The lab's
-minGRU, minLSTM and selective (S6) layers gate on the input alone, so their Jacobian is the
-diagonal of the gates, a function of the data rather than of a mean-field fixed point.
+Gated cells: the LSTM and GRU are in ``seqlab.theory.gated`` (after Gilboa et al. 2019). Chen et
+al.'s minimalRNN is not implemented here. The lab's minGRU, minLSTM and selective (S6) layers gate
+on the input alone, so their Jacobian is the diagonal of the gates, a function of the data rather
+than of a mean-field fixed point.
 """
 from __future__ import annotations
 
