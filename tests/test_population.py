@@ -302,14 +302,16 @@ def test_the_launcher_keeps_the_configs_the_sweeper_composed():
     import pickle
     from types import SimpleNamespace
 
+    from omegaconf import OmegaConf
+
     from hydra_plugins.seqlab_batched_launcher.batched_launcher import BatchedLauncher
 
     calls = []
     loader = _Loader(calls)
-    master = {"the": "sweep's config"}
+    master = OmegaConf.create({"hydra": {"runtime": {"choices": {}}}})
     launcher = BatchedLauncher(n_jobs=1)
     launcher.setup(hydra_context=SimpleNamespace(config_loader=loader), task_function=None, config=master)
-    composed = [loader.load_sweep_config(master, o) for o in (["seed=0"], ["seed=1"])]  # the sweeper's check
+    composed = [loader.load_sweep_config(master, o) for o in (["+a=0"], ["+a=1"])]  # the sweeper's check
     seen = {}
 
     def body(job_overrides, initial_job_idx):
@@ -317,18 +319,48 @@ def test_the_launcher_keeps_the_configs_the_sweeper_composed():
         return [launcher._composed.pop((id(master), tuple(o)), None) for o in job_overrides]
 
     launcher._launch = body
-    assert launcher.launch([["seed=0"], ["seed=1"]], 0) == composed and calls == [["seed=0"], ["seed=1"]]
+    assert launcher.launch([["+a=0"], ["+a=1"]], 0) == composed and calls == [["+a=0"], ["+a=1"]]
     assert seen["pickles"] and launcher._composed == {}
     assert "load_sweep_config" in vars(loader)  # remembering again for the sweeper's next batch
 
 
-class _Loader:
+def test_the_sweep_composer_gives_hydras_own_configs_composing_once_per_structure():
+    """The batched launcher's SweepComposer: each job's config (the hydra node included) equals Hydra's own
+    load_sweep_config, YAML for YAML; only the first job of each set of config-group choices is composed."""
+    import itertools
+
+    from hydra import initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.types import RunMode
+    from omegaconf import OmegaConf
+
+    from hydra_plugins.seqlab_batched_launcher.batched_launcher import SweepComposer
+
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        loader = GlobalHydra.instance().config_loader()
+        master = loader.load_configuration(config_name="config", run_mode=RunMode.MULTIRUN,
+                                           overrides=["task=adding", "logger=none", "hydra.sweep.dir=/tmp/s"])
+        full = []
+        composer = SweepComposer(lambda m, o: full.append(o) or loader.load_sweep_config(m, o))
+        jobs = [[f"model={m}", f"seed={s}", f"optim.lr={lr}", "+model.readout_init=orthogonal"] * (m == "rnn") or
+                [f"model={m}", f"seed={s}", f"optim.lr={lr}"]
+                for m, s, lr in itertools.product(("gru", "rnn"), (0, 1), ("1e-3", "0.003"))]
+        for job in jobs:
+            ours, hydras = composer(master, job), loader.load_sweep_config(master, job)
+            assert OmegaConf.to_yaml(ours) == OmegaConf.to_yaml(hydras), job
+            assert list(ours.hydra.overrides.task) == job and ours.seed == int(job[1][5:])
+    assert full == [jobs[0], jobs[4]]  # the rnn jobs' "+" override is structural: composed once, then copied
+
+
+class _Loader:  # stands in for Hydra's config loader
     def __init__(self, calls):
         self.calls = calls
 
     def load_sweep_config(self, master_config, sweep_overrides):
+        from omegaconf import OmegaConf
+
         self.calls.append(list(sweep_overrides))
-        return {"composed": list(sweep_overrides)}
+        return OmegaConf.create({"composed": list(sweep_overrides)})
 
 
 def seqlab_cli(cwd: Path, *args, timeout=600):
