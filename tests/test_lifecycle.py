@@ -269,8 +269,8 @@ def test_resume_last_prefers_the_newest_run_with_steps_to_go(tmp_path):
     finished one made, it is that one; with every run finished and nothing more asked, the newest."""
     from seqlab.rundir import find_last
 
-    for _ in range(2):
-        assert cli(tmp_path, *tiny("steps=2", "probe=none")).returncode == 0
+    for name in ("12-00-00", "12-00-01"):  # two runs of one experiment, in-process (find_last is what is tested)
+        assert run(tmp_path / "outputs" / "2026-01-01" / name, "steps=2", "probe=none")["status"] == "finished"
     older, newer = sorted((tmp_path / "outputs").glob("*/*"), key=lambda d: (d / "checkpoint.pt").stat().st_mtime)
     os.utime(older / "checkpoint.pt", (1, 1))  # make the order unambiguous
     overrides = tiny("steps=2", "probe=none")
