@@ -88,6 +88,7 @@ class Sizes:
     models: tuple[str, ...] = MODELS
     probe_repeats: int = 7
     probe_every: int = 5           # probe inside train(): probes at 0, every, 2*every
+    probe_lyapunov_steps: int | None = None   # None: conf/probe/default.yaml's (the smoke run: 0, along the batch)
     scaling_lens: tuple[int, ...] = (200, 1000, 5000)
     scaling_steps: dict = field(default_factory=lambda: {200: 10, 1000: 5, 5000: 3})
     scaling_models: tuple[str, ...] = MODELS
@@ -100,7 +101,8 @@ class Sizes:
 
 
 QUICK = Sizes(seq_len=20, batch=8, hidden=16, train_steps=5, repeats=2, threads=(1,), probe_repeats=2,
-              probe_every=2, scaling_lens=(20, 40, 80), scaling_steps={20: 3, 40: 3, 80: 3},
+              probe_every=2, probe_lyapunov_steps=0, scaling_lens=(20, 40, 80),
+              scaling_steps={20: 3, 40: 3, 80: 3},
               scaling_models=("lstm",), default_eval_size=64, datagen_lens=(20,), sweep_model="rnn",
               sweep_steps=5, sweep_repeats=1, start_repeats=1)
 
@@ -356,9 +358,11 @@ def part_probe(s: Sizes, device: torch.device, tmp: Path) -> list[dict]:
     torch.set_num_threads(threads)
     torch.set_flush_denormal(True)
     rows = []
+    lyapunov = [] if s.probe_lyapunov_steps is None else [f"probe.lyapunov_steps={s.probe_lyapunov_steps}"]
     for kind in s.models:
-        cfg = compose_cfg(train_overrides(kind, s, threads, str(device), [f"probe.batch_size={s.batch}"], "default"))
-        settings = build_probe(cfg)  # conf/probe/default.yaml
+        cfg = compose_cfg(train_overrides(kind, s, threads, str(device), [f"probe.batch_size={s.batch}", *lyapunov],
+                                          "default"))
+        settings = build_probe(cfg)  # conf/probe/default.yaml (the smoke run: its spectrum along the batch)
         task = build_task(cfg)
         model = probe_cost.build(kind, task, s.hidden).to(device)
         batch = task.make_batch(s.batch, torch.Generator().manual_seed(0)).to(device)
@@ -378,7 +382,7 @@ def part_probe(s: Sizes, device: torch.device, tmp: Path) -> list[dict]:
                "full_over_step": median([f / t for f, t in zip(times["full_probe"], times["train_step"])])}
         # inside train(): probes at 0, every, 2*every (probe_time_s includes writing probe.npz)
         cfg = compose_cfg(train_overrides(kind, s, threads, str(device), [
-            f"probe.batch_size={s.batch}", f"probe.every={s.probe_every}", "probe.plots=false",
+            f"probe.batch_size={s.batch}", f"probe.every={s.probe_every}", "probe.plots=false", *lyapunov,
             f"steps={2 * s.probe_every}", f"log_every={s.probe_every}"], "default"))
         run_dir = Path(tempfile.mkdtemp(dir=tmp))
         summary = train(cfg, RunInfo(run_dir=run_dir, name="probe"))
@@ -571,7 +575,9 @@ def markdown(res: dict) -> str:
         out += [f"| {r['task']} | {r['seq_len']} | {r['ms']:.3f} |" for r in res["datagen"]]
     if "probe" in res:
         out += ["", f"One probe vs one training step (adding T={s['seq_len']}, B={s['batch']}, "
-                f"conf/probe/default.yaml; threads={res['probe'][0]['threads']})", "",
+                "conf/probe/default.yaml"
+                + ("" if s.get("probe_lyapunov_steps") is None else f", probe.lyapunov_steps={s['probe_lyapunov_steps']}")
+                + f"; threads={res['probe'][0]['threads']})", "",
                 "| model | train step (ms) | gradient probe (ms) | ratio | full probe (ms) | ratio "
                 "| in train(): probe / step |", "|---|---:|---:|---:|---:|---:|---:|"]
         for r in res["probe"]:

@@ -44,6 +44,7 @@ def test_quick_train_datagen_probe(performance, tmp_path, capsys):
         assert finite_positive(row["full_over_step"]) and finite_positive(row["in_train_ratio"])
     assert {t["name"] for t in saved["targets"]} >= {"training throughput >= 0.95x the bare fused loop",
                                                       "one probe <= 2x one training step"}
+    assert "conf/probe/default.yaml, probe.lyapunov_steps=0;" in saved["markdown"]  # the smoke run says so
     printed = capsys.readouterr().out
     assert "| threads | model | seqlab | bare fused |" in printed and saved["markdown"] in printed
     assert res["markdown"] == saved["markdown"]
