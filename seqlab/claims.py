@@ -35,6 +35,7 @@ from typing import Sequence
 import numpy as np
 
 from .files import save_figure
+from .probe.fit import decades_text
 from .report.figures import _pyplot
 from .report.runs import Run, Setting, group_runs, load_runs
 from .theory.overlay import measurable
@@ -171,7 +172,8 @@ def init_numbers(s: Setting, axis: str, curve: str) -> dict[str, float]:
     theory = theory_numbers(s, axis)
     gain = _mean(gains)
     gap = gain / theory["gain"] - 1 if theory.get("gain") and math.isfinite(gain) else math.nan
-    # bound: some seed's curve fell below the float floor, so its decades are a lower bound (seqlab.probe.fit)
+    # bound: some seed's curve left the float range (below the floor or, growing, above the ceiling), so its
+    # decades are a bound (seqlab.probe.fit)
     return {"gain": gain, "decades": _mean(decades), "seeds": len(gains), "bound": bound,
             "theory": theory.get("gain", math.nan), "theory_gap": gap, "theory_absent": theory.get("absent")}
 
@@ -390,7 +392,7 @@ def run_claim(claim: Claim, root: Path, out: Path, rerun: bool = False, extra: S
                 unit = "layer" if axis == "depth" else "step"
                 over = "the depth" if axis == "depth" else "the sequence"
                 lines.append(f"  {axis:5s} {_label(s):45s} gain {_fmt(n['gain'])}/{unit}, "
-                             f"{'at least ' if n['bound'] else ''}{_fmt(n['decades'])} decades over {over} "
+                             f"{decades_text(n['decades'], n['bound'])} over {over} "
                              f"({n['seeds']} seeds){theory_text(n)}")
             else:
                 n = training_numbers(s)

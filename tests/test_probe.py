@@ -219,6 +219,27 @@ def test_fit_ignores_the_underflowed_tail_and_states_attenuation_only_as_far_as_
     assert math.isnan(short["gain"]) and short["attenuation_decades"] == pytest.approx(33.0)
 
 
+def test_fit_of_a_growing_curve_uses_the_prefix_before_overflow_and_states_the_growth_as_a_bound():
+    from seqlab.probe.fit import ceiling, decades_text
+
+    # a tanh RNN at W = 8 Q grows ~2x per step until float32 overflows (inf, then nan): measured to lag ~122
+    g = 2.0 ** np.arange(200.0)
+    g[128] = np.inf
+    g[129:] = np.nan
+    fit = fit_curve(g, lags=(1,))
+    n = int(np.floor(np.log2(ceiling())))  # 2^n < 3.4e33 <= 2^(n + 1)
+    assert fit["fit_lags"] == n + 1 and fit["gain"] == pytest.approx(2.0, rel=1e-12)  # not n/a
+    assert fit["half_life"] == math.inf and fit["horizon"] == n  # it never fell; nothing past the overflow is measured
+    # a growth of at least log10(ceiling / g0) = 33.5 decades (negative attenuation), not "at least 33 decades" of decay
+    assert fit["attenuation_decades"] == pytest.approx(-math.log10(ceiling()), rel=1e-12)
+    assert decades_text(fit["attenuation_decades"], fit["fit_lags"] < fit["n_lags"]) == "a growth of at least 33.5 decades"
+    assert decades_text(40.0, True) == "at least 40 decades" and decades_text(-2.0, False) == "a growth of 2 decades"
+    assert decades_text(3.01, False) == "3.01 decades"
+    # a growth that stays inside float32's range is fitted over every lag, with no bound
+    whole = fit_curve(1.3 ** np.arange(100.0))
+    assert whole["fit_lags"] == 100 and whole["attenuation_decades"] == pytest.approx(-99 * math.log10(1.3))
+
+
 def test_horizon_is_where_the_curve_first_falls_below_the_floor():
     g = np.array([1.0, 0.1, 1e-2, 1e-4, 0.5, 0.5])  # recovers after the dip: the horizon stays at 2
     assert fit_curve(g, horizon_floor=1e-3)["horizon"] == 2

@@ -35,6 +35,7 @@ from ..rundir import (DEFAULT_ROOT, RunLock, _value, check_fresh, check_run_dir_
 from ..tracking import results_only, sync_hint, write_json_atomic
 from .from_checkpoint import PROBE_MAY_SET, check_overrides, stored_config, with_stored_config
 from ..theory.beside import beside_probe, theory_line, theory_scalars
+from .fit import decades_text
 from .history import ProbeHistory
 from .measure import probe
 from .plots import figure_title, write_plots
@@ -226,9 +227,10 @@ def format_probe(summary: dict) -> str:
             lines.append(f"  {key}: g {s['g0']:.4g} (one step: no lag axis)")
         else:
             half = "inf" if math.isinf(s["half_life"]) else f"{s['half_life']:.3g}"
-            floor = (f"at least {s['attenuation_decades']:.3g} decades (below the float floor from lag "
-                     f"{s['fit_lags']})" if s.get("fit_lags", s["n_lags"]) < s["n_lags"]
-                     else f"{s['attenuation_decades']:.3g} decades")
+            bound = s.get("fit_lags", s["n_lags"]) < s["n_lags"]
+            where = ("above float32's range" if s["attenuation_decades"] < 0 else "below the float floor")
+            floor = decades_text(s["attenuation_decades"], bound) + (f" ({where} from lag {s['fit_lags']})"
+                                                                     if bound else "")
             lines.append(f"  {key}: gain {s['gain']:.4g} (ln {s['log_gain']:.4g}, half-life {half} steps), "
                          f"attenuation {floor}, horizon {s['horizon']}")
     for axis, unit in (("depth", "layer"), ("time", "step")):

@@ -4,10 +4,14 @@
                  where g stands above float noise (see ``noise_floor``): the
                  per-step factor by which the gradient shrinks (< 1) or grows (> 1)
   half_life      ln 2 / -ln gamma steps; inf when gamma >= 1 (no decay)
-  attenuation    log10 g(0) / g(K-1), in decades, lag 0 to the longest lag; when
-                 the curve has fallen below the noise floor before K-1, what the data
-                 say: at least log10 g(0) / floor (``fit_lags`` < K says it is a lower
-                 bound), never the fitted line extrapolated past the float range
+  attenuation    log10 g(0) / g(K-1), in decades, lag 0 to the longest lag (negative:
+                 growth); when the curve has left the float range before K-1, what the
+                 data say: below the noise floor, at least log10 g(0) / floor; above the
+                 ceiling (overflow), a growth of at least log10 ceiling / g(0), i.e. an
+                 attenuation of at most log10 g(0) / ceiling < 0 (``fit_lags`` < K says it
+                 is a bound; ``decades_text`` words it), never the fitted line
+                 extrapolated past the float range. The gain is fitted over the lags
+                 inside the range, decaying or growing alike
   horizon        the largest lag k with g(j) / g(0) >= ``horizon_floor`` for every
                  j <= k (K-1 when the curve never falls that far)
   g_lag{k}       g at a few fixed lags, and at the task's own lag (g_task_lag)
@@ -42,14 +46,33 @@ def noise_floor(dtype: torch.dtype = torch.float32) -> float:
     return NOISE_FLOOR_OVER_TINY * torch.finfo(dtype).tiny
 
 
+def ceiling(dtype: torch.dtype = torch.float32) -> float:
+    """Largest g(k) the fits trust (float32: 3.4e33): the floor's margin below the overflow to inf, where
+    a growing backward pass ends (inf, then nan) and no later lag is measured."""
+    return torch.finfo(dtype).max / NOISE_FLOOR_OVER_TINY
+
+
+def decades_text(attenuation: float, bound: bool) -> str:
+    """'12.3 decades' | 'at least 33 decades' (fell below the floor) | 'a growth of 37.8 decades' |
+    'a growth of at least 33 decades' (overflowed): ``bound`` = the curve left the float range."""
+    if not math.isfinite(attenuation):
+        return "n/a decades"
+    if attenuation < 0:
+        return f"a growth of {'at least ' if bound else ''}{-attenuation:.3g} decades"
+    return f"{'at least ' if bound else ''}{attenuation:.3g} decades"
+
+
 def fit_curve(g: np.ndarray, *, horizon_floor: float = 1e-3, lags: Iterable[int] = (),
-              task_lag: int | None = None, floor: float | None = None) -> dict[str, float]:
+              task_lag: int | None = None, floor: float | None = None, ceil: float | None = None) -> dict[str, float]:
     """Summaries of one curve ``g`` (K,), lag 0 first; plain floats (nan where undefined)."""
     g = np.asarray(g, dtype=np.float64)
     K = len(g)
     floor = noise_floor() if floor is None else floor
-    above = g > floor
-    n_fit = K if above.all() else int(np.argmin(above))  # the prefix of lags above the floor
+    ceil = ceiling() if ceil is None else ceil
+    inside = (g > floor) & (g < ceil)  # nan and inf are outside
+    n_fit = K if inside.all() else int(np.argmin(inside))  # the prefix of lags inside the float range
+    # the curve left the range upwards (overflow: above the ceiling, or nan after a growing prefix)
+    grew = n_fit < K and n_fit > 0 and (g[n_fit] >= ceil or (np.isnan(g[n_fit]) and g[n_fit - 1] > g[0]))
     k = np.arange(K, dtype=np.float64)
     gain, intercept = math.nan, math.nan
     if n_fit >= 2:
@@ -62,15 +85,19 @@ def fit_curve(g: np.ndarray, *, horizon_floor: float = 1e-3, lags: Iterable[int]
     else:
         half_life = math.log(2.0) / -math.log(gain)
     g0 = float(g[0]) if K else math.nan
-    if not g0 > floor:
+    if not floor < g0 < ceil:
         attenuation = math.nan
     elif n_fit == K:
         attenuation = math.log10(g0 / g[-1])
+    elif grew:  # overflowed at lag n_fit: a growth of at least this much, and no further is measured
+        attenuation = math.log10(g0 / ceil)
     else:  # the curve fell below the floor at lag n_fit: at least this far, and no further is measured
         attenuation = math.log10(g0 / floor)
     if 0 < g0 < math.inf:
         below = np.flatnonzero(~(g / g0 >= horizon_floor))  # nan (a diverged model) counts as below
         horizon = int(below[0]) - 1 if below.size else K - 1
+        if grew:  # it never fell, but nothing past the overflow is measured
+            horizon = min(horizon, n_fit - 1)
     else:
         horizon = -1
     out = {"g0": g0, "gain": gain, "log_gain": math.log(gain) if gain > 0 else math.nan,
