@@ -2,7 +2,7 @@
 random LSTMs/GRUs built by the lab's own layers.
 
 Tolerances. The spectral edge of a finite N x N matrix A + X D fluctuates around its N -> infinity value by
-O(N^(-1/2)) at the edge of a circular-law density (a few percent at N = 500): 4% here. The length maps are
+O(N^(-1/2)) at the edge of a circular-law density (a few percent at N = 400): 4% here. The length maps are
 checked against the lab's own cells at width 1024 (float64, 16 sequences): the theory takes the fluctuating
 part of each pre-activation as independent across steps and the cell state as Gaussian given its unit's
 biases; measured at t = 40 the gaps are 1-7% (docs/theory.md), the band is 12%. A prediction of the same
@@ -48,7 +48,7 @@ def test_uniform_gates_give_a_plus_d_reused_and_the_root_of_a2_plus_d2_fresh():
     ([0.1, 0.6, 0.95], [0.4, 0.3, 0.05], [0.3, 0.4, 0.3]),
 ])
 def test_edge_is_the_spectral_radius_of_one_reused_random_jacobian(a, d, w):
-    N = 500
+    N = 400
     rng = np.random.default_rng(0)
     counts = np.round(np.array(w) * N).astype(int)
     av = np.repeat(a, counts)
@@ -93,7 +93,7 @@ def _wide_cell(kind, H=1024, T=40, B=16, **kw):
 @pytest.mark.slow
 @pytest.mark.parametrize("kind,kw", [
     ("lstm", {}), ("lstm", {"forget_bias": 1.0}), ("lstm", {"chrono": True, "chrono_tmax": 40}),
-    ("gru", {}), ("gru", {"chrono": True, "chrono_tmax": 40}), ("gru", {"recurrent_gain": 3.0}),
+    ("gru", {"recurrent_gain": 3.0}),
 ])
 def test_length_maps_match_a_wide_random_cell(kind, kw):
     H = 1024
@@ -162,8 +162,8 @@ def test_lag_curve_is_the_product_of_the_step_gains():
 # --- beside the probe ------------------------------------------------------------------------------
 
 @pytest.mark.slow
-@pytest.mark.parametrize("kind,kw,fresh_differs", [("lstm", {}, True), ("lstm", {"forget_bias": 1.0}, True),
-                                                   ("gru", {}, True), ("gru", {"chrono": True, "chrono_tmax": 60}, False)])
+@pytest.mark.parametrize("kind,kw,fresh_differs", [("lstm", {"forget_bias": 1.0}, True), ("gru", {}, True),
+                                                   ("gru", {"chrono": True, "chrono_tmax": 60}, False)])
 def test_probe_gain_of_a_wide_random_cell_matches_the_prediction(kind, kw, fresh_differs):
     torch.manual_seed(0)
     task = Adding(seq_len=60)

@@ -129,53 +129,39 @@ def _expect_gauss(fn, mean: np.ndarray, var: np.ndarray, n: int = N_FLUCT) -> np
     return (fn(mean[:, None] + np.sqrt(np.maximum(var, 0.0))[:, None] * z[None, :]) * w).sum(axis=1)
 
 
-def _edge(a: np.ndarray, d2: np.ndarray, w: np.ndarray, extra: float = 0.0) -> float:
-    """Largest real lam > max(a, 0) with sum_j w_j d2_j / (lam - a_j)^2 + extra / lam^2 = 1."""
-    lo = max(float(a.max()), 0.0)
-
-    def f(lam):
-        return float(np.dot(w, d2 / (lam - a) ** 2)) + extra / lam ** 2 - 1.0
-
-    if not (d2.any() or extra > 0):
-        return lo
+def _largest_root(f, lo: float) -> float:
+    """The largest root above ``lo`` of a function that falls from +inf at ``lo`` to -1 at infinity, by
+    bisection to 1e-13 relative."""
     hi = lo + 1.0
     while f(hi) > 0:
         hi = lo + 2 * (hi - lo)
-    lo_ = lo + 1e-300
+    lo += 1e-300
     for _ in range(200):
-        mid = 0.5 * (lo_ + hi)
+        mid = 0.5 * (lo + hi)
         if f(mid) > 0:
-            lo_ = mid
+            lo = mid
         else:
             hi = mid
-        if hi - lo_ <= 1e-13 * hi:
+        if hi - lo <= 1e-13 * hi:
             break
-    return 0.5 * (lo_ + hi)
+    return 0.5 * (lo + hi)
+
+
+def _edge(a: np.ndarray, d2: np.ndarray, w: np.ndarray, extra: float = 0.0) -> float:
+    """Largest real lam > max(a, 0) with sum_j w_j d2_j / (lam - a_j)^2 + extra / lam^2 = 1."""
+    lo = max(float(a.max()), 0.0)
+    if not (d2.any() or extra > 0):
+        return lo
+    return _largest_root(lambda lam: float(np.dot(w, d2 / (lam - a) ** 2)) + extra / lam ** 2 - 1.0, lo)
 
 
 def _chi_independent(a2: np.ndarray, d2: np.ndarray, w: np.ndarray, extra: float = 0.0) -> float:
     """Largest chi > max(a2) with sum_j w_j d2_j / (chi - a2_j) + extra / chi = 1 (the fresh-W map's
     largest eigenvalue; the LSTM's equation divided by chi)."""
     lo = max(float(a2.max()), 0.0)
-
-    def f(chi):
-        return float(np.dot(w, d2 / (chi - a2))) + extra / chi - 1.0
-
     if not (d2.any() or extra > 0):
         return lo
-    hi = lo + 1.0
-    while f(hi) > 0:
-        hi = lo + 2 * (hi - lo)
-    lo_ = lo + 1e-300
-    for _ in range(200):
-        mid = 0.5 * (lo_ + hi)
-        if f(mid) > 0:
-            lo_ = mid
-        else:
-            hi = mid
-        if hi - lo_ <= 1e-13 * hi:
-            break
-    return 0.5 * (lo_ + hi)
+    return _largest_root(lambda chi: float(np.dot(w, d2 / (chi - a2))) + extra / chi - 1.0, lo)
 
 
 # --- the cells -----------------------------------------------------------------------------------
@@ -189,7 +175,7 @@ class GatedSteps:
     cell: str
     h2: np.ndarray      # E[h_t^2]
     c2: np.ndarray      # E[c_t^2] (LSTM; nan for the GRU)
-    q: np.ndarray       # the fluctuating pre-activation variance at step t (sigma_w^2 E[h_{t-1}^2] + sigma_u^2 P_t)
+    q: np.ndarray       # a pre-activation's variance at step t (torch's random bias aside): sigma_w^2 E[h_{t-1}^2] + sigma_u^2 P_t
     lam: np.ndarray     # the Jacobian of step t: dL/dh_{t-1} from dL/dh_t, one W reused
     chi: np.ndarray     # the same step with a fresh W: factor of E||dL/dh||^2
 
