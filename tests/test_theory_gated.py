@@ -157,6 +157,16 @@ def test_lag_curve_is_the_product_of_the_step_gains():
     lam = np.array([9.0, 0.5, 0.8, 0.9])
     assert gated_lag_curve(lam, 3, 5)[:4] == pytest.approx([1.0, 0.9, 0.72, 0.36])
     assert math.isnan(gated_lag_curve(lam, 3, 5)[4])
+    # the first step back from the loss has its own factor (the loss reaches h alone), then the edge
+    assert gated_lag_curve(lam, 3, 4, first=np.array([9.0, 9.0, 9.0, 0.1])) == pytest.approx([1.0, 0.1, 0.08, 0.04])
+
+
+def test_first_step_of_the_default_lstm_is_one_jacobian_on_h_alone():
+    # linear regime (tiny drive): Gamma = o dL/dh = dL/dh / 2, then W_g^T (i Gamma): sqrt(sigma_w^2 / 16)
+    st = lstm_steps(1 / 3, 0.0, np.zeros(5), 1e-8)
+    assert st.first[-1] == pytest.approx(math.sqrt(1 / 3 / 16), rel=1e-3)
+    gru = gru_steps(1 / 3, 0.0, np.zeros(5), 1e-8)  # z dL/dh + W_n^T ((1 - z) r dL/dh): sqrt(1/4 + sigma_w^2 / 16)
+    assert gru.first[-1] == pytest.approx(math.sqrt(0.25 + 1 / 3 / 16), rel=1e-3)
 
 
 # --- beside the probe ------------------------------------------------------------------------------

@@ -55,13 +55,16 @@ Two numbers per step come out of this:
   sqrt(a^2 + d^2). Torch's default LSTM in its linear regime (a = 1/2, d = 1/(4 sqrt 3)): 0.644 per step
   against 0.520; measured at width 256: 0.649. ``lam`` is the lab's prediction.
 
-The predicted decay curve from a loss at step tau is prod_{j<k} lam_{tau-j} (each step's lam from that
-step's moments), like the vanilla RNN's prod sqrt(chi_t).
+The predicted decay curve from a loss at step tau: the first step back is one Jacobian applied to a
+gradient on h_tau alone (``first``: its mean square is exact in the mean field, e.g. the LSTM's
+sqrt(mean O'^2 sum_k sigma_w^2 E[e_k^2] + sigma_w^2 E[e_o^2]), a drop of ~1 decade, since the loss does not
+reach c_tau directly); then prod_{j<k} lam_{tau-j}, each step's lam from that step's moments, like the
+vanilla RNN's prod sqrt(chi_t).
 
 Not modelled: the temporal correlation of the fresh part xi (taken independent across steps), the
 coherent build-up of the forward state through the reused W while it grows (the length maps run a
 few percent low near lam = 1, and far off once the state saturates: orthogonal W x 3, docs/theory.md),
-c's non-Gaussian shape given its unit, the first lags' transient, finite width.
+c's non-Gaussian shape given its unit, the transient of the lags after the first, finite width.
 """
 from __future__ import annotations
 
@@ -178,6 +181,7 @@ class GatedSteps:
     q: np.ndarray       # a pre-activation's variance at step t (torch's random bias aside): sigma_w^2 E[h_{t-1}^2] + sigma_u^2 P_t
     lam: np.ndarray     # the Jacobian of step t: dL/dh_{t-1} from dL/dh_t, one W reused
     chi: np.ndarray     # the same step with a fresh W: factor of E||dL/dh||^2
+    first: np.ndarray   # the first step back from a loss at t (on h alone): ||dL/dh_{t-1}|| / ||dL/dh_t||
 
 
 N_Z = 6  # Gauss-Hermite nodes per gate for the quenched Gaussian part of its pre-activation
@@ -255,7 +259,11 @@ def _lstm_step(cls, sigma_w2: float, sigma_u2: float, p: float, pm: float, h2_pr
     d2 = ((wc * dc2 * o2 * ek2).sum(axis=(2, 3)) / wa).ravel()
     a2 = np.broadcast_to(Ef2[:, :, 0, 0], wa.shape).ravel()
     w = wa.ravel()
-    row = (h2, float((wc * s).sum()), v + qx, _edge(np.sqrt(a2), d2, w, eo2), _chi_independent(a2, d2, w, eo2))
+    # the first step back from a loss on h_t alone (dL/dc_t|_h = 0, Gamma_t = O'_t dL/dh_t): one Jacobian,
+    # no reuse yet, so its mean square is exact in the mean field
+    first = float((wc * Edc2 * Eo2_mean * ek2).sum())
+    row = (h2, float((wc * s).sum()), v + qx, _edge(np.sqrt(a2), d2, w, eo2), _chi_independent(a2, d2, w, eo2),
+           math.sqrt(first + eo2))
     return m, s, Op2, row
 
 
@@ -347,8 +355,9 @@ def _gru_step(cls, sigma_w2: float, sigma_u2: float, p: float, pm: float, h2_pre
     wa = wA[:, None] * wz[None, :]
     d2 = ((w * d2).sum(axis=2) / wa).ravel()
     a2 = np.broadcast_to(Ez2[:, :, 0], wa.shape).ravel()
+    first = float(np.dot(wa.ravel(), a2 + d2))  # one step back from a loss at t: E[z^2] + mean d^2, exact
     row = (float((w * s).sum()), math.nan, v + qx, _edge(np.sqrt(a2), d2, wa.ravel()),
-           _chi_independent(a2, d2, wa.ravel()))
+           _chi_independent(a2, d2, wa.ravel()), math.sqrt(first))
     return m, s, row
 
 
@@ -370,7 +379,7 @@ def _gru_iter(sigma_w2: float, sigma_u2: float, powers, bias_var: float, update_
 
 
 def _collect(cell: str, rows) -> GatedSteps:
-    a = np.array(list(rows), dtype=np.float64).reshape(-1, 5)
+    a = np.array(list(rows), dtype=np.float64).reshape(-1, 6)
     return GatedSteps(cell, *a.T)
 
 
@@ -429,7 +438,7 @@ def _fixed_point(step, tol: float, max_iter: int) -> tuple:
 
 
 def _prediction(cell: str, row) -> GatedPrediction:
-    h2, c2, _, lam, chi = row
+    h2, c2, _, lam, chi, _ = row
     xi = math.inf if lam == 1 else -1.0 / math.log(lam)
     return GatedPrediction(cell, h2, c2, lam, chi, math.sqrt(chi), xi)
 
@@ -458,14 +467,15 @@ def gru_stationary(sigma_w2: float, sigma_u2: float, input_power: float, bias_va
                                            tol, max_iter))
 
 
-def gated_lag_curve(lam: np.ndarray, tau: int, n_lags: int) -> np.ndarray:
-    """(n_lags,) predicted g(k)/g(0) back from a loss at step ``tau``: prod_{j<k} lam_{tau-j}; nan past
-    the start of the sequence."""
+def gated_lag_curve(lam: np.ndarray, tau: int, n_lags: int, first: np.ndarray | None = None) -> np.ndarray:
+    """(n_lags,) predicted g(k)/g(0) back from a loss at step ``tau``: ``first[tau]`` for the first step
+    (the loss reaches h_tau alone; omitted: lam), then prod_{j<k} lam_{tau-j}; nan past the start of the
+    sequence."""
     g = np.full(n_lags, np.nan)
     g[0] = 1.0
     for k in range(1, n_lags):
         t = tau - k + 1
         if t < 1:
             break
-        g[k] = g[k - 1] * lam[t]
+        g[k] = g[k - 1] * (first[t] if first is not None and k == 1 else lam[t])
     return g

@@ -195,7 +195,7 @@ def gated_time_prediction(layer, model_cfg: dict, inputs: torch.Tensor, loss_ste
     except TheoryError as e:
         return absent(f"{cell}: {e}")
     taus = [int(t) for t in torch.as_tensor(loss_steps).tolist()]
-    curve = np.nanmean(np.stack([gated_lag_curve(steps.lam, tau, n_lags) for tau in taus]), axis=0)
+    curve = np.nanmean(np.stack([gated_lag_curve(steps.lam, tau, n_lags, steps.first) for tau in taus]), axis=0)
     out = {"theory": GATED_THEORY, "cell": cell, "width": H, "sigma_w2": sw2, "sigma_u2": su2, "sigma_b2": sb2,
            ("forget_bias" if cell == "LSTM" else "update_bias"): const, "chrono_tmax": tmax,
            "input_power": float(power.mean()), "input_mean_power": float(mean_power.mean()), "h2_star": st.h2_star, "lam": st.lam, "xi": st.xi,
