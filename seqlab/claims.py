@@ -293,6 +293,8 @@ def plot_init(claim: Claim, sweeps: dict[str, list[Setting]], path: Path) -> Pat
             ax.plot(x, g, "-" if axis == "time" else ".-", color=cmap(j % 10), lw=1.3, ms=3,
                     label=f"{_label(s)}  ({extra})")
             predicted = theory_curve(s, axis)
+            if axis == "time" and got[0][0] != "h_l0":  # the prediction is h_l0's: its first lags differ from c's
+                predicted = None
             if predicted is not None and len(predicted) == len(g):
                 refs = [c[-1] for c in curves] if axis == "depth" else [c[0] for _, c in got]
                 # only as far as a float32 measurement could follow it (seqlab.theory.overlay)

@@ -172,6 +172,25 @@ def test_the_claims_figure_stops_the_prediction_at_the_float32_floor(tmp_path, m
     assert np.nanmin(y) * 1e-3 >= FLOAT32_TINY and np.isnan(y[-1]) and np.isfinite(y[:100]).all()
 
 
+def test_the_claims_figure_draws_no_h_prediction_over_an_lstms_cell_curve(tmp_path, monkeypatch):
+    seen = []
+    real = claims._save
+
+    def spy(plt, fig, path, suptitle, dpi):
+        seen.extend(_dashed(fig))
+        return real(plt, fig, path, suptitle, dpi)
+
+    monkeypatch.setattr(claims, "_save", spy)
+    run = _run()  # its prediction is h_l0's; give it the LSTM's cell curve, which the gated claim shows
+    run.probe["curves"] = np.array(["h_l0", "c_l0"])
+    run.probe["mean_c_l0"] = run.probe["mean_h_l0"] * 0.5
+    s = Setting(items={}, label="remedy=lstm", runs=[run])
+    claims.plot_init(claims.CLAIMS["gated"], {"time": [s]}, tmp_path / "g.png")  # time_curve c_l0
+    assert seen == []  # the first lags of h and c differ: no dashed line on c
+    claims.plot_init(claims.CLAIMS["decay"], {"time": [s]}, tmp_path / "d.png")  # time_curve h_l0
+    assert len(seen) == 1
+
+
 def test_the_across_tasks_figure_draws_the_prediction_only_for_untrained_runs(tmp_path, monkeypatch):
     from seqlab.report import across_tasks as at
 
