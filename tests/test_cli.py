@@ -83,7 +83,7 @@ def test_logger_none_writes_no_wandb_but_keeps_results(tmp_path):
     assert not (run / "wandb").exists() and (run / "metrics.jsonl").read_text().count("\n") == 3
 
 
-@pytest.mark.parametrize("args, key", [
+BAD_INPUT = [
     (["task=nope"], "task=nope"),
     (["model=transformer"], "model=transformer"),
     (["-m", "model=rnn,nope"], "model=nope"),
@@ -98,9 +98,25 @@ def test_logger_none_writes_no_wandb_but_keeps_results(tmp_path):
     (["~task"], "~task"),
     (["-m", "hydra/launcher=parallel", "hydra.launcher.n_jobs=0"], "hydra.launcher.n_jobs=0"),
     (["-m", "seq_len=10,1", "seed=range(0,256)"], "seq_len=1"),
-])
-def test_bad_input_is_one_line_exit_2_and_leaves_nothing(tmp_path, args, key):
-    r = seqlab(tmp_path, *args, "logger=none")
+]
+
+
+@pytest.fixture(scope="module")
+def bad_input_runs(tmp_path_factory):
+    """Every command of BAD_INPUT, each a process of its own in a directory of its own, as many at a time
+    as there are cores (they are independent; each case's assertions are its own test below)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    dirs = [tmp_path_factory.mktemp("bad") for _ in BAD_INPUT]
+    with ThreadPoolExecutor(max_workers=max(os.cpu_count() or 1, 1)) as pool:
+        runs = list(pool.map(lambda case: seqlab(case[0], *case[1][0], "logger=none"), zip(dirs, BAD_INPUT)))
+    return list(zip(runs, dirs))
+
+
+@pytest.mark.parametrize("case", range(len(BAD_INPUT)), ids=[f"args{i}-{key}" for i, (_, key) in enumerate(BAD_INPUT)])
+def test_bad_input_is_one_line_exit_2_and_leaves_nothing(bad_input_runs, case):
+    key = BAD_INPUT[case][1]
+    r, tmp_path = bad_input_runs[case]
     assert r.returncode == 2, (r.stdout, r.stderr)
     lines = r.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("seqlab: error: ") and key in lines[0], r.stderr
