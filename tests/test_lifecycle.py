@@ -398,12 +398,29 @@ def test_progress_into_a_file_is_plain_lines_not_a_redrawn_bar(monkeypatch):
     assert lines[-1].startswith("adding-rnn-T10 seed=0: step 4/4 (100%)") and "train loss 0.5" in lines[-1]
 
 
-@pytest.mark.parametrize("content", [{"model": [1, 2]}, {"model": {}, "config": {"task": 5, "model": "x"}},
-                                     {"model": {"cell.weight": torch.zeros(2)}}], ids=["model a list",
-                                     "config of another structure", "foreign state_dict"])
-def test_the_probe_cli_refuses_a_checkpoint_of_the_wrong_structure_with_one_line(tmp_path, content):
-    torch.save(content, tmp_path / "c.pt")
-    r = subprocess.run([sys.executable, "-m", "seqlab.probe", f"checkpoint={tmp_path / 'c.pt'}", "seq_len=10"],
-                       cwd=tmp_path, capture_output=True, text=True, timeout=300)
+WRONG_STRUCTURE = {"model a list": {"model": [1, 2]},
+                   "config of another structure": {"model": {}, "config": {"task": 5, "model": "x"}},
+                   "foreign state_dict": {"model": {"cell.weight": torch.zeros(2)}}}
+
+
+@pytest.fixture(scope="module")
+def wrong_structure_probes(tmp_path_factory):
+    """The probe CLI on each checkpoint of WRONG_STRUCTURE, each in a directory of its own, as many
+    processes at a time as there are cores (independent; each case is its own test below)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    def probe_cli(what):
+        d = tmp_path_factory.mktemp("wrong")
+        torch.save(WRONG_STRUCTURE[what], d / "c.pt")
+        return d, subprocess.run([sys.executable, "-m", "seqlab.probe", f"checkpoint={d / 'c.pt'}", "seq_len=10"],
+                                 cwd=d, capture_output=True, text=True, timeout=300)
+
+    with ThreadPoolExecutor(max_workers=max(os.cpu_count() or 1, 1)) as pool:
+        return dict(zip(WRONG_STRUCTURE, pool.map(probe_cli, WRONG_STRUCTURE)))
+
+
+@pytest.mark.parametrize("what", WRONG_STRUCTURE)
+def test_the_probe_cli_refuses_a_checkpoint_of_the_wrong_structure_with_one_line(wrong_structure_probes, what):
+    _, r = wrong_structure_probes[what]
     assert r.returncode == 2 and "Traceback" not in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
     assert "c.pt" in r.stderr  # names the file
