@@ -8,3 +8,13 @@ def one_line(r, *words):
     assert "Traceback" not in r.stderr and len(lines) == 1, r.stderr
     for w in words:
         assert w in lines[0], lines[0]
+
+
+def concurrently(*calls):
+    """Run independent ``calls`` (each starts a process and waits for it: nothing shared, no common
+    directory or lock) as many at a time as there are cores; their results, in order."""
+    import os
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=max(os.cpu_count() or 1, 1)) as pool:
+        return [f.result() for f in [pool.submit(call) for call in calls]]

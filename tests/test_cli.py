@@ -125,10 +125,11 @@ def test_bad_input_is_one_line_exit_2_and_leaves_nothing(bad_input_runs, case):
 
 
 def test_help_and_cfg_job(tmp_path):
-    r = seqlab(tmp_path, "--help")
-    assert r.returncode == 0 and "task: adding, copy, delayed_recall" in r.stdout
-    r = seqlab(tmp_path, "--cfg", "job", "model=lstm")
-    assert r.returncode == 0 and "LSTMLayer" in r.stdout and not (tmp_path / "outputs").exists()
+    from cli_checks import concurrently
+
+    help_, cfg = concurrently(lambda: seqlab(tmp_path, "--help"), lambda: seqlab(tmp_path, "--cfg", "job", "model=lstm"))
+    assert help_.returncode == 0 and "task: adding, copy, delayed_recall" in help_.stdout
+    assert cfg.returncode == 0 and "LSTMLayer" in cfg.stdout and not (tmp_path / "outputs").exists()
 
 
 def test_plain_wheel_install_runs_from_another_directory(tmp_path):

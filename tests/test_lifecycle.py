@@ -20,6 +20,8 @@ from seqlab.rundir import RunDirError, RunLock, resume_command, unique_tmp
 from seqlab.train import Diverged, RunInfo, train
 from seqlab.tracking import results_only
 
+from cli_checks import concurrently
+
 TINY = ["task=adding", "seq_len=10", "model.hidden_size=8", "batch_size=8", "eval_size=16", "log_every=1",
         "eval_every=2", "checkpoint_every=2", "probe.every=2", "probe.batch_size=4", "probe.lyapunov_k=2",
         "probe.lyapunov_steps=0", "probe.plots=false", "progress=false", "logger=none", "threads=1"]
@@ -292,8 +294,10 @@ def test_resume_command_is_the_same_arguments_with_the_directory(tmp_path, monke
 
 def test_unusable_run_directories_are_one_line(tmp_path):
     (tmp_path / "afile").write_text("x")
-    one_line_error(cli(tmp_path, *TINY, "hydra.run.dir=afile/run"), "is a file")
-    one_line_error(cli(tmp_path, *TINY, "hydra.run.dir=/proc/seqlab"), "system directory")
+    in_a_file, in_proc = concurrently(lambda: cli(tmp_path, *TINY, "hydra.run.dir=afile/run"),
+                                      lambda: cli(tmp_path, *TINY, "hydra.run.dir=/proc/seqlab"))
+    one_line_error(in_a_file, "is a file")
+    one_line_error(in_proc, "system directory")
 
 
 # --- divergence that looks like a result ----------------------------------------------------------

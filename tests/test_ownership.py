@@ -12,7 +12,7 @@ from pathlib import Path
 
 import yaml
 
-from cli_checks import one_line
+from cli_checks import concurrently, one_line
 
 TINY = ["task=adding", "seq_len=5", "model.hidden_size=4", "batch_size=4", "eval_size=8", "log_every=1",
         "eval_every=1", "checkpoint_every=1", "probe.every=1", "probe.batch_size=2", "probe.lyapunov_k=1",
@@ -84,7 +84,7 @@ def test_a_sweep_by_hydra_mode_multirun_refuses_resume_like_dash_m(tmp_path):
 
 
 def test_an_empty_run_directory_is_refused_not_the_working_directory(tmp_path):
-    for module in ("seqlab", "seqlab.probe"):
-        r = cli(module, tmp_path, *TINY, "hydra.run.dir=")
+    modules = ("seqlab", "seqlab.probe")
+    for r in concurrently(*[lambda m=m: cli(m, tmp_path, *TINY, "hydra.run.dir=") for m in modules]):
         one_line(r, "hydra.run.dir=''", "working directory")
     assert list(tmp_path.iterdir()) == []

@@ -32,7 +32,7 @@ from seqlab.probe.from_checkpoint import stored_config
 from seqlab.rundir import RunDirError, RunLock
 from seqlab.targets import check_targets, lab_targets
 
-from cli_checks import one_line
+from cli_checks import concurrently, one_line
 
 TINY = ["task=adding", "seq_len=5", "model.hidden_size=4", "batch_size=4", "eval_size=8", "log_every=1",
         "eval_every=1", "checkpoint_every=1", "probe.every=1", "probe.batch_size=2", "probe.lyapunov_k=1",
@@ -160,13 +160,12 @@ def _run_dir_with(path: Path, config: dict) -> None:
 def test_the_report_and_the_claims_refuse_a_run_directory_naming_a_foreign_callable(tmp_path, bait):
     nodes, intact = bait
     _run_dir_with(tmp_path / "sweep" / "0", evil_config(nodes, "os.system"))
-    r = cli("seqlab.report", tmp_path, "sweep", "-o", "rep")
-    one_line(r, "sweep/0/config.yaml", "task._target_='os.system'")
-    assert intact() and not (tmp_path / "rep").exists()
     _run_dir_with(tmp_path / "claims" / "claim_decay_depth" / "0", evil_config(nodes, "builtins.open"))
-    r = cli("seqlab.claims", tmp_path, "decay", "--root", "claims", "--out", "figs")
-    one_line(r, "claim_decay_depth/0/config.yaml", "task._target_='builtins.open'")
-    assert intact() and not (tmp_path / "figs").exists()
+    report, claims = concurrently(lambda: cli("seqlab.report", tmp_path, "sweep", "-o", "rep"),
+                                  lambda: cli("seqlab.claims", tmp_path, "decay", "--root", "claims", "--out", "figs"))
+    one_line(report, "sweep/0/config.yaml", "task._target_='os.system'")
+    one_line(claims, "claim_decay_depth/0/config.yaml", "task._target_='builtins.open'")
+    assert intact() and not (tmp_path / "rep").exists() and not (tmp_path / "figs").exists()
 
 
 def test_the_command_line_cannot_name_a_foreign_callable_either(tmp_path, bait):
@@ -179,8 +178,8 @@ def test_the_command_line_cannot_name_a_foreign_callable_either(tmp_path, bait):
 
 def test_experimental_rerun_is_refused_in_one_line(tmp_path, bait):
     _, intact = bait
-    for f in ("payload.pkl", "missing.pkl"):
-        r = cli("seqlab", tmp_path, "--experimental-rerun", f)
+    files = ("payload.pkl", "missing.pkl")
+    for f, r in zip(files, concurrently(*[lambda f=f: cli("seqlab", tmp_path, "--experimental-rerun", f) for f in files])):
         one_line(r, f"--experimental-rerun {f}", "unpickles")
     assert intact()
 
