@@ -41,7 +41,7 @@ def test_the_switch_expands_into_the_optimizers_grid_times_seeds():
     """Adam's lr 1e-3 -> 1e-4..1e-2, SGD's 1e-2 -> 1e-3..1e-1; the seeds 0..N-1 or a list; 15 jobs."""
     params, cfg = sweep_params()
     assert params == {"optim.lr": "0.0001,0.000316,0.001,0.00316,0.01", "seed": "0,1,2"}
-    assert cfg.early_stop.rungs == [0.25, 0.5]  # the budget saving is on by default
+    assert "rungs" not in cfg.early_stop  # every grid point runs its whole budget unless early_stop=rungs
     params, _ = sweep_params("optim=sgd", "protocol.n_lr=3", "protocol.seeds=[4,7]")
     assert params == {"optim.lr": "0.001,0.01,0.1", "seed": "4,7"}
     params, _ = sweep_params("protocol.lr_center=0.02", "protocol.n_lr=1")
@@ -63,7 +63,7 @@ def test_bad_protocol_knobs_end_in_one_line(override, message, capsys):
     from seqlab.preflight import preflight
 
     with pytest.raises(SystemExit) as e:
-        preflight(["-m", "+protocol=lr_seeds", override])
+        preflight(["-m", "+protocol=lr_seeds", "early_stop=rungs", override])
     assert e.value.code == 2
     err = capsys.readouterr().err.strip()
     assert err == f"seqlab: error: {message}", err
@@ -96,7 +96,7 @@ def test_a_stopped_grid_point_is_reported_as_stopped_not_failed(tmp_path):
     no run can meet), exit 0; the report counts them as stopped outcomes; a rerun leaves them as they are."""
     env = {**os.environ, "WANDB_SILENT": "true"}
     args = ["-m", "hydra/launcher=parallel", "hydra.launcher.n_jobs=1", "+protocol=lr_seeds", "protocol.n_lr=2",
-            "protocol.seeds=2", "early_stop.rungs=[0.5]", "early_stop.margin=0.999", "steps=8", "eval_every=2",
+            "protocol.seeds=2", "early_stop=rungs", "early_stop.rungs=[0.5]", "early_stop.margin=0.999", "steps=8", "eval_every=2",
             "eval_size=16", "batch_size=8", "log_every=2", "seq_len=10", "model.hidden_size=8", "probe=none",
             "logger=none", "progress=false"]
     r = subprocess.run([sys.executable, "-m", "seqlab", *args], cwd=tmp_path, env=env, capture_output=True,
