@@ -44,6 +44,20 @@ BATCHABLE = (
 # Knobs that change nothing a run computes (how it is watched, where it resumes from).
 NOT_COMPUTED = ("progress", "resume", "logger", "checkpoint_every")
 DOES_NOT_BUILD = "its config does not build"
+# The most work per population, in batch x time steps x hidden units summed over its members: measured on
+# this 2-core machine (benchmarks/population_sizes.py, GRU, adding T=200, H=64, B=64, quiet, 17:15 UTC),
+# a training step cost 84 ms per member alone, and per member 63 ms in a population of 4, 57 ms in one of
+# 8 and 67 ms in one of 16 (its saved activations 650 MB against 325 MB): 8 such members per population.
+MEMBER_WORK = 8 * 64 * 200 * 64
+
+
+def members_cap(cfg: DictConfig) -> int | None:
+    """The most members a population of ``cfg``'s runs should have (``MEMBER_WORK`` over one run's
+    batch x T x hidden units), or None when the config does not say those sizes."""
+    sizes = (cfg.get("batch_size"), cfg.get("seq_len"), cfg.get("model", {}).get("hidden_size"))
+    if not all(isinstance(v, int) and v > 0 for v in sizes):
+        return None
+    return max(1, MEMBER_WORK // (sizes[0] * sizes[1] * sizes[2]))
 
 
 class Population:

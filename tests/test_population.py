@@ -296,6 +296,17 @@ def test_populations_are_cut_to_max_members_and_split_so_no_worker_idles():
     assert plan == [list(range(8, 24)), list(range(24, 40)), [0, 1, 2, 3], [4, 5, 6, 7]]
     assert makespan(plan, 2) == 20 and makespan([list(range(8)), list(range(8, 24)), list(range(24, 40))], 2) == 24
 
+def test_a_population_is_capped_by_its_members_work():
+    """Large runs go in smaller populations (seqlab.population.MEMBER_WORK: at GRU, T=200, H=64, B=64 a
+    population of 8 was faster per member than one of 16); small runs are not capped below max_members."""
+    from hydra_plugins.seqlab_batched_launcher.batched_launcher import plan_populations
+    from seqlab.population import members_cap
+
+    assert members_cap(compose_cfg("seq_len=200", "model.hidden_size=64", "batch_size=64")) == 8
+    assert members_cap(compose_cfg("seq_len=20", "model.hidden_size=32", "batch_size=32")) == 320
+    assert [len(p) for p in plan_populations([list(range(16)), [16, 17]], 64, 1, [8, 64])] == [8, 8, 2]
+
+
 def test_the_launcher_keeps_the_configs_the_sweeper_composed():
     """Hydra's sweeper composes every job to validate the batch before launch(); the launcher takes those
     configs instead of composing each job again, and hands its workers the loader as it was (picklable)."""

@@ -72,7 +72,7 @@ class BatchedLauncher(Launcher):
                 loader.load_sweep_config = remembering
 
     def _launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:
-        from seqlab.population import DOES_NOT_BUILD, batchable, group_key
+        from seqlab.population import DOES_NOT_BUILD, batchable, group_key, members_cap
 
         setup_globals()
         assert self.config is not None and self.hydra_context is not None and self.task_function is not None
@@ -88,7 +88,7 @@ class BatchedLauncher(Launcher):
                 cfg.hydra.job.num = idx
             jobs.append((idx, list(overrides), cfg))
             keys.setdefault(group_key(cfg), []).append(len(jobs) - 1)
-        groups, alone = [], []
+        groups, caps, alone = [], [], []
         for members in keys.values():
             # Jobs of one group differ only in batchable knobs, so one job's model answers for all of them;
             # a config that does not build is looked at job by job (the bad one runs alone and says why).
@@ -96,8 +96,10 @@ class BatchedLauncher(Launcher):
             whys = [why] * len(members) if why is None or not why.startswith(DOES_NOT_BUILD) else [
                 batchable(jobs[j][2]) for j in members]
             groups.append([j for j, why in zip(members, whys) if why is None])
+            caps.append(members_cap(jobs[members[0]][2]) or self.max_members)  # smaller at large sizes
             alone += [(j, why) for j, why in zip(members, whys) if why is not None]
-        plan = plan_populations([g for g in groups if g], self.max_members, self.n_jobs)
+        plan = plan_populations([g for g in groups if g], self.max_members, self.n_jobs,
+                                [c for g, c in zip(groups, caps) if g])
         for j, why in alone:
             print(f"seqlab: job {jobs[j][0]} ({' '.join(filter_overrides(jobs[j][1])) or 'defaults'}) runs "
                   f"unbatched: {why}", file=sys.stderr, flush=True)
@@ -169,15 +171,18 @@ class SweepComposer:
         return cfg
 
 
-def plan_populations(groups: list[list[int]], max_members: int, n_jobs: int) -> list[list[int]]:
+def plan_populations(groups: list[list[int]], max_members: int, n_jobs: int,
+                     caps: list[int] | None = None) -> list[list[int]]:
     """The populations to train, largest first (the order the workers take them): each group cut into
-    pieces of at most ``max_members`` jobs; then, while there are fewer populations than ``n_jobs``
+    pieces of at most ``max_members`` jobs (and at most its ``caps`` entry: ``seqlab.population.members_cap``,
+    fewer members per population where each member's work is large); then, while there are fewer populations than ``n_jobs``
     workers, the largest (of at least 4 jobs) is cut in two, so that no worker idles (one population runs
     on one core: a sweep of one group of 16 on 2 workers ran 1.24x faster than the parallel launcher at
     H = 64, T = 200, with one core idle); then a population is cut in two while that shortens the longest
     worker's share (``makespan``, jobs as the unit of work): the trainability preset's populations of 16,
     16 and 8 on 2 workers gave one worker 24 jobs' work and the other 16; 16, 16, 4 and 4 give 20 each."""
-    plan = [members[i:i + max_members] for members in groups for i in range(0, len(members), max_members)]
+    caps = [min(max_members, cap) for cap in caps] if caps else [max_members] * len(groups)
+    plan = [members[i:i + cap] for members, cap in zip(groups, caps) for i in range(0, len(members), cap)]
     while plan and len(plan) < n_jobs and max(map(len, plan)) >= 4:
         largest = max(plan, key=len)
         plan.remove(largest)
