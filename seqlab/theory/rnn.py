@@ -56,14 +56,9 @@ def rnn_step_chis(act: str, sigma_w2: float, q: np.ndarray) -> np.ndarray:
 def lag_curve(chis: np.ndarray, tau: int, n_lags: int) -> np.ndarray:
     """(n_lags,) predicted g(k) / g(0) back from a loss at step ``tau``: prod_{j < k} sqrt(chi_{tau-j})
     (the Jacobian of step t maps dL/dh_t to dL/dh_{t-1}); nan past the start of the sequence."""
-    g = np.full(n_lags, np.nan)
-    g[0] = 1.0
-    for k in range(1, n_lags):
-        t = tau - k + 1
-        if t < 1:
-            break
-        g[k] = g[k - 1] * math.sqrt(chis[t])
-    return g
+    from .gated import gated_lag_curve  # the same product, with per-step gains sqrt(chi_t)
+
+    return gated_lag_curve(np.sqrt(np.asarray(chis, dtype=float)), tau, n_lags)
 
 
 @dataclass(frozen=True)
