@@ -157,7 +157,8 @@ def test_the_probe_figures_stop_the_prediction_at_the_float32_floor(tmp_path):
     assert np.nanmin(raw[1]) * 1e-3 >= FLOAT32_TINY
 
 
-def test_the_claims_figure_stops_the_prediction_at_the_float32_floor(tmp_path, monkeypatch):
+def _spy_on_claims_dashed_lines(monkeypatch) -> list:
+    """The dashed lines of every figure seqlab.claims saves, appended to the returned list."""
     seen = []
     real = claims._save
 
@@ -166,6 +167,11 @@ def test_the_claims_figure_stops_the_prediction_at_the_float32_floor(tmp_path, m
         return real(plt, fig, path, suptitle, dpi)
 
     monkeypatch.setattr(claims, "_save", spy)
+    return seen
+
+
+def test_the_claims_figure_stops_the_prediction_at_the_float32_floor(tmp_path, monkeypatch):
+    seen = _spy_on_claims_dashed_lines(monkeypatch)
     s = Setting(items={}, label="activation=tanh", runs=[_run()])
     claims.plot_init(claims.CLAIMS["decay"], {"time": [s]}, tmp_path / "c.png")
     y = np.asarray(seen[0].get_ydata(), float)
@@ -173,14 +179,7 @@ def test_the_claims_figure_stops_the_prediction_at_the_float32_floor(tmp_path, m
 
 
 def test_the_claims_figure_draws_no_h_prediction_over_an_lstms_cell_curve(tmp_path, monkeypatch):
-    seen = []
-    real = claims._save
-
-    def spy(plt, fig, path, suptitle, dpi):
-        seen.extend(_dashed(fig))
-        return real(plt, fig, path, suptitle, dpi)
-
-    monkeypatch.setattr(claims, "_save", spy)
+    seen = _spy_on_claims_dashed_lines(monkeypatch)
     run = _run()  # its prediction is h_l0's; give it the LSTM's cell curve, which the gated claim shows
     run.probe["curves"] = np.array(["h_l0", "c_l0"])
     run.probe["mean_c_l0"] = run.probe["mean_h_l0"] * 0.5
