@@ -75,7 +75,7 @@ class Population:
         """``models``' outputs on their own inputs (M, B, T, D), in one batched pass of the step path."""
         per_model = [list(m.parameters()) for m in models]
         stacked = {name: torch.stack([params[i] for params in per_model]) for i, name in enumerate(self.names)}
-        return functional_call(self.template, stacked, (inputs,), {"path": "step", "steps": steps})
+        return functional_call(self.template, stacked, (inputs,), {"path": "members", "steps": steps})
 
 
 def population_support(models: list[torch.nn.Module]) -> str | None:

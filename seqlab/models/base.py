@@ -125,6 +125,12 @@ class RecurrentLayer(nn.Module):
                 out.append(state[0])
         return torch.stack(out, dim=-2)  # (B, T, H), or (B, L, H)
 
+    def forward_members(self, x: torch.Tensor, steps: torch.Tensor | None = None) -> torch.Tensor:
+        """A population's training forward (weights stacked: x (M, B, T, D) -> (M, B, T, H), or the
+        steps ``steps`` only, (M, B, L, H)). Default: the step path; a cell with a hand-written batched
+        recurrence (``seqlab.models.members``: one autograd node for the whole loop) overrides this."""
+        return self.forward_steps(x, steps=steps)
+
     def step_at(self, t: int, u_t: torch.Tensor, state: State, tap: TapFn = no_tap) -> State:
         """Step ``t`` of the step path. Default: ``step``, the same map at every t; a layer whose
         step depends on t (per-time-step statistics: recurrent batch norm) overrides this."""

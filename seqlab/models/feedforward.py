@@ -107,3 +107,8 @@ class FeedforwardLayer(RecurrentLayer):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Fast path: all positions at once (no loop over T)."""
         return self.f(self.input_drive(x))  # (B, T, H)
+
+    def forward_members(self, x: torch.Tensor, steps: torch.Tensor | None = None) -> torch.Tensor:
+        """A population's forward: the fast path, which takes stacked weights as it is (``linear``)."""
+        x = x if steps is None else x.index_select(-2, steps.to(x.device))  # no state: the steps alone
+        return self.forward(x)  # (M, B, T or L, H)

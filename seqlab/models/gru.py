@@ -25,6 +25,7 @@ from torch import nn
 from ..checks import check, is_number
 from .base import RecurrentLayer, State, TapFn, matmul, no_tap, vector
 from .init import chrono_bias, init_matrix, init_recurrent, set_gate_bias
+from .members import gru_members
 from .norm import GateNorm, check_layer_norm
 
 GATE_Z = 1  # torch's gate order r, z, n
@@ -60,6 +61,11 @@ class GRULayer(RecurrentLayer):
         if self.layer_norm:
             return self.forward_steps(x)
         return self.gru(x)[0]  # (B, T, H)
+
+    def forward_members(self, x: torch.Tensor, steps: torch.Tensor | None = None) -> torch.Tensor:
+        """A population's forward: the recurrence as one autograd node (``seqlab.models.members``)."""
+        m = self.gru
+        return gru_members(x, m.weight_ih_l0, m.bias_ih_l0, m.weight_hh_l0, m.bias_hh_l0, steps)  # (M, B, T, H)
 
     def input_drive(self, x: torch.Tensor) -> torch.Tensor:
         m = self.gru

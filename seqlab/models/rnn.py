@@ -19,6 +19,7 @@ from ..checks import check_choice
 from .activations import ACTIVATIONS
 from .base import RecurrentLayer, State, TapFn, matmul, no_tap, vector
 from .init import init_matrix, init_recurrent
+from .members import RNN_ACTIVATIONS, rnn_members
 from .norm import GateNorm, check_layer_norm
 
 FUSED = ("tanh", "relu")  # nonlinearities torch.nn.RNN implements
@@ -45,6 +46,15 @@ class RNNLayer(RecurrentLayer):
         if self.activation in FUSED and self.norm is None:
             return self.rnn(x)[0]  # (B, T, H)
         return self.forward_steps(x)
+
+    def forward_members(self, x: torch.Tensor, steps: torch.Tensor | None = None) -> torch.Tensor:
+        """A population's forward: the recurrence as one autograd node (``seqlab.models.members``) for
+        the activations whose derivative its output gives; the step path for leaky_relu and gelu."""
+        if self.norm is not None or self.activation not in RNN_ACTIVATIONS:
+            return self.forward_steps(x, steps=steps)
+        r = self.rnn
+        return rnn_members(x, r.weight_ih_l0, r.bias_ih_l0, r.weight_hh_l0, r.bias_hh_l0, self.activation,
+                           steps)  # (M, B, T, H)
 
     def input_drive(self, x: torch.Tensor) -> torch.Tensor:
         r = self.rnn

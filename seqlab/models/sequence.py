@@ -40,7 +40,7 @@ from .base import RecurrentLayer, Taps, linear
 from .feedforward import NORMS, make_norm
 from .init import MATRIX_INITS, init_matrix
 
-PATHS = ("fused", "step")
+PATHS = ("fused", "step", "members")  # members: a population's stacked weights (seqlab.population)
 
 
 class SequenceModel(nn.Module):
@@ -92,6 +92,8 @@ class SequenceModel(nn.Module):
     def forward(self, x: torch.Tensor, path: str = "fused", taps: list[Taps] | None = None,
                 steps: torch.Tensor | None = None) -> torch.Tensor:
         """(B, T, D) -> (B, T, O). ``path="step"`` unrolls in time; ``taps`` implies it.
+        ``path="members"``: a population's forward (stacked weights, (M, B, T, D) -> (M, B, T, O)),
+        each layer's ``forward_members``.
 
         ``steps`` (L,) distinct time indices: the readout runs at those steps only and the other
         steps of the result are zero. The training loop passes the task's loss steps: with one
@@ -106,6 +108,12 @@ class SequenceModel(nn.Module):
             z = self.between[i - 1](x) if i > 0 and len(self.between) else x  # (B, T, H) what layer i reads
             if taps is not None or path == "step":
                 y = layer.forward_steps(z, None if taps is None else taps[i])  # (B, T, H)
+            elif path == "members":  # a population: the last layer hands back only the loss steps
+                at = steps if i == last and few else None
+                y = layer.forward_members(z, steps=at)  # (M, B, T, H), or (M, B, L, H)
+                if at is not None:
+                    sliced = True
+                    x = x.index_select(-2, steps.to(x.device)) if self.residual and i > 0 else x
             elif i == last and few and layer.outputs_at_steps:
                 # a layer that can hand back only the loss steps skips stacking and reading out the rest
                 # (the selective SSM's y_t = C_t h_t at every t; benchmarks/scan_paths.py)
