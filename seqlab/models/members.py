@@ -8,22 +8,20 @@ forward runs the loop with no graph, keeping the gate values it needs, and the b
 backwards by the chain rule written out below, then forms the weight gradients. It is for stacked
 weights only; a lone run keeps torch's fused kernel (its ``forward``) and the probe keeps the step path.
 
-Memory, measured (GRU, M = 8, B = 64, T = 200, H = 64, one thread): a first version took the cell's
+Layout, measured (GRU, M = 8, B = 64, T = 200, H = 64, one thread). A first version took the cell's
 input drive u = W_ih x + b for all steps at once and kept every step in one (T, M, B, .) buffer, as the
-step path does; it was no faster than the step path, because tensors of 30-100 MB are each a fresh
-mmap whose pages fault on first touch at every training step (glibc maps blocks above 32 MB), and the
-bias gradient's sum over a permuted (M, B, T, 3H) gradient alone took 107 ms. So here the input's
-product is taken step by step inside the loop (one more small batched matmul per step, and its
-gradients accumulated per step), every step keeps its own small tensors, the input is read time-major
-(T, M, B, D) so that step t is one contiguous block (a batched matmul on a strided slice copies it or
-falls back to one product per member), and the last layer hands back only the steps the loss reads. Same maps, same parameters as the cells' step paths (tested
-against them by ``torch.autograd.gradcheck`` in double precision and member by member in float32,
-tests/test_population_kernels.py); the float32 results differ from the step path at rounding level.
+step path does; it was no faster than the step path: tensors of 30-100 MB are each a fresh mmap whose
+pages fault on first touch at every training step (glibc maps blocks above 32 MB), and the bias
+gradient's sum over a permuted (M, B, T, 3H) gradient alone took 107 ms. So here the input's product is
+taken step by step inside the loop (its gradients accumulated per step), every step keeps its own small
+tensors, and the last layer hands back only the steps the loss reads. And the states are kept feature-
+major, h_t as (M, H, B) (the products W h with h as columns): a gate's block of a pre-activation (M, G, B)
+is then one contiguous (H, B) block per member, where in (M, B, G) it is H numbers per row, and torch's
+elementwise kernels ran 2-5x slower on such strided slices (tanh on 16k numbers: 50 us against 11).
 
-With g_t = dL/dh_t (the output's gradient plus what flows back from step t + 1) and ' the derivative:
-
-u_t = W_ih x_t + b_ih (+ b_hh for the RNN and LSTM, whose biases simply add), and with du_t below,
-dW_ih += du_t^T x_t, db_ih += du_t, dL/dx_t = du_t W_ih.
+The maps and their backward (row-vector notation), with g_t = dL/dh_t (the output's gradient plus what
+flows back from step t + 1), u_t = W_ih x_t + b_ih (+ b_hh for the RNN and LSTM, whose biases simply
+add), and for every cell, from its du_t below: dW_ih += du_t^T x_t, db_ih += du_t, dL/dx_t = du_t W_ih.
 
   tanh RNN (and relu, sigmoid, identity): h_t = f(a_t), a_t = u_t + W h_{t-1}
       da_t = g_t f'(a_t),  dL/dh_{t-1} += da_t W,  dW += da_t^T h_{t-1},  du_t = da_t
@@ -79,33 +77,35 @@ class _Input:
     and in the backward, given du_t, the gradients of W_ih, b and (when it needs one) x."""
 
     def __init__(self, x: torch.Tensor, w_ih: torch.Tensor, bias: torch.Tensor | None = None):
-        self.x, self.w_ih = x, w_ih  # (T, M, B, D), (M, G, D)
-        self.bias = None if bias is None else bias.unsqueeze(1)  # (M, 1, G); the forward's only
+        self.x, self.w_ih = x, w_ih  # (T, M, D, B), (M, G, D)
+        self.bias = None if bias is None else bias.unsqueeze(-1)  # (M, G, 1); the forward's only
 
     def drive(self, t: int) -> torch.Tensor:
-        return torch.baddbmm(self.bias, self.x[t], self.w_ih.mT)  # (M, B, G)
+        return torch.baddbmm(self.bias, self.w_ih, self.x[t])  # (M, G, B)
 
     def start_backward(self, needs_dx: bool) -> None:
+        T, M, D, B = self.x.shape
         self.d_w = torch.zeros_like(self.w_ih)
-        self.d_b = self.x.new_zeros(self.x.shape[1], self.x.shape[2], self.w_ih.shape[1])  # summed over t
+        self.d_b = self.x.new_zeros(M, self.w_ih.shape[1], B)  # summed over t
         self.d_x = self.x.new_zeros(self.x.shape) if needs_dx else None  # zero where no gradient reaches
 
     def back(self, t: int, du: torch.Tensor) -> None:
-        self.d_w.baddbmm_(du.mT, self.x[t])
+        self.d_w.baddbmm_(du, self.x[t].mT)
         self.d_b += du
         if self.d_x is not None:
-            torch.bmm(du, self.w_ih, out=self.d_x[t])
+            torch.bmm(self.w_ih.mT, du, out=self.d_x[t])
 
     def grads(self) -> tuple:
-        return self.d_x, self.d_w, self.d_b.sum(1)
+        return self.d_x, self.d_w, self.d_b.sum(-1)
 
 
 def _outputs(hs: list[torch.Tensor], steps: tuple[int, ...] | None) -> torch.Tensor:
-    return torch.stack(hs[1:] if steps is None else [hs[t + 1] for t in steps])  # (T or L, M, B, H)
+    return torch.stack(hs[1:] if steps is None else [hs[t + 1] for t in steps])  # (T or L, M, H, B)
 
 
 def _out_grads(d_out: torch.Tensor, T: int, steps: tuple[int, ...] | None) -> list:
     """dL/dh_t from the output at each step t (None where the output was not handed back)."""
+    d_out = d_out.contiguous()  # (T or L, M, H, B)
     if steps is None:
         return list(d_out.unbind(0))
     at = [None] * T
@@ -129,9 +129,9 @@ class _RNN(Function):
     @staticmethod
     def forward(ctx, x, w_ih, b_ih, w_hh, b_hh, activation, steps):
         inp = _Input(x, w_ih, b_ih + b_hh)
-        hs = [x.new_zeros(x.shape[1], x.shape[2], w_hh.shape[-1])]  # h_0 = 0, then h_1..h_T, (M, B, H) each
+        hs = [x.new_zeros(x.shape[1], w_hh.shape[-1], x.shape[3])]  # h_0 = 0, then h_1..h_T, (M, H, B) each
         for t in range(x.shape[0]):
-            hs.append(_activate_(inp.drive(t).baddbmm_(hs[t], w_hh.mT), activation))
+            hs.append(_activate_(inp.drive(t).baddbmm_(w_hh, hs[t]), activation))
         ctx.save_for_backward(x, w_ih, w_hh, *hs)
         ctx.activation, ctx.steps = activation, steps
         return _outputs(hs, steps)
@@ -148,8 +148,8 @@ class _RNN(Function):
                 continue  # nothing reaches this step or any before it
             du = _activation_back(g, hs[t + 1], ctx.activation)
             inp.back(t, du)
-            d_w.baddbmm_(du.mT, hs[t])
-            carry = torch.bmm(du, w_hh)
+            d_w.baddbmm_(du, hs[t].mT)
+            carry = torch.bmm(w_hh.mT, du)
         d_x, d_w_ih, d_b = inp.grads()
         return d_x, d_w_ih, d_b, d_w, d_b.clone(), None, None
 
@@ -158,20 +158,16 @@ class _GRU(Function):
     @staticmethod
     def forward(ctx, x, w_ih, b_ih, w_hh, b_hh, steps):
         inp, H = _Input(x, w_ih, b_ih), w_hh.shape[-1]
-        hs = [x.new_zeros(x.shape[1], x.shape[2], H)]
-        saved = []  # r, z, n and gn = W_hn h + b_hn of every step, (M, B, 4H)
-        bias = b_hh.unsqueeze(1)  # (M, 1, 3H)
+        hs = [x.new_zeros(x.shape[1], H, x.shape[3])]
+        saved = []  # (r, z), n and gn = W_hn h + b_hn of every step
+        bias = b_hh.unsqueeze(-1)  # (M, 3H, 1)
         for t in range(x.shape[0]):
             h, u = hs[t], inp.drive(t)
-            gh = torch.baddbmm(bias, h, w_hh.mT)  # (M, B, 3H)
-            s = x.new_empty(*h.shape[:-1], 4 * H)
-            torch.add(u[..., :2 * H], gh[..., :2 * H], out=s[..., :2 * H])
-            s[..., :2 * H].sigmoid_()  # r, z
-            s[..., 3 * H:] = gh[..., 2 * H:]
-            torch.addcmul(u[..., 2 * H:], s[..., :H], gh[..., 2 * H:], out=s[..., 2 * H:3 * H])
-            s[..., 2 * H:3 * H].tanh_()  # n
-            hs.append(torch.lerp(s[..., 2 * H:3 * H], h, s[..., H:2 * H]))  # n + z (h - n)
-            saved.append(s)
+            gh = torch.baddbmm(bias, w_hh, h)  # (M, 3H, B)
+            rz = torch.add(u[:, :2 * H], gh[:, :2 * H]).sigmoid_()  # (M, 2H, B)
+            n = torch.addcmul(u[:, 2 * H:], rz[:, :H], gh[:, 2 * H:]).tanh_()
+            hs.append(torch.lerp(n, h, rz[:, H:]))  # n + z (h - n)
+            saved += [rz, n, gh[:, 2 * H:]]
         ctx.save_for_backward(x, w_ih, w_hh, *hs, *saved)
         ctx.steps = steps
         return _outputs(hs, steps)
@@ -184,47 +180,43 @@ class _GRU(Function):
         inp = _Input(x, w_ih)
         inp.start_backward(ctx.needs_input_grad[0])
         d_w, out_grads, carry = torch.zeros_like(w_hh), _out_grads(d_out, T, ctx.steps), None
-        d_gh = x.new_zeros(*hs[0].shape[:-1], 3 * H)  # dL/d(W h + b_hh) summed over the steps (for b_hh)
+        d_gh = x.new_zeros(x.shape[1], 3 * H, x.shape[3])  # dL/d(W h + b_hh) summed over the steps (for b_hh)
         for t in range(T - 1, -1, -1):
             g = _add(carry, out_grads[t])
             if g is None:
                 continue
-            s = saved[t]
-            r, z, n, gn = s[..., :H], s[..., H:2 * H], s[..., 2 * H:3 * H], s[..., 3 * H:]
+            rz, n, gn = saved[3 * t:3 * t + 3]
+            r, z = rz[:, :H], rz[:, H:]
             gz = g * z
-            du, dgh = x.new_empty(d_gh.shape), x.new_empty(d_gh.shape)  # dL/du_t, dL/d(W h_{t-1} + b_hh)
-            _tanh_back(g - gz, n, grad_input=du[..., 2 * H:])
-            torch.mul(du[..., 2 * H:], r, out=dgh[..., 2 * H:])
-            _sigmoid_back(du[..., 2 * H:] * gn, r, grad_input=dgh[..., :H])
-            _sigmoid_back(g * (hs[t] - n), z, grad_input=dgh[..., H:2 * H])
-            du[..., :2 * H] = dgh[..., :2 * H]
-            inp.back(t, du)
+            dn = _tanh_back(g - gz, n)  # dL/du_n
+            dgh = torch.empty_like(d_gh)  # dL/d(W h_{t-1} + b_hh)
+            _sigmoid_back(dn * gn, r, grad_input=dgh[:, :H])
+            _sigmoid_back(g * (hs[t] - n), z, grad_input=dgh[:, H:2 * H])
+            torch.mul(dn, r, out=dgh[:, 2 * H:])
+            inp.back(t, torch.cat((dgh[:, :2 * H], dn), 1))  # dL/du_t
             d_gh += dgh
-            d_w.baddbmm_(dgh.mT, hs[t])
-            carry = torch.baddbmm(gz, dgh, w_hh)
+            d_w.baddbmm_(dgh, hs[t].mT)
+            carry = torch.baddbmm(gz, w_hh.mT, dgh)
         d_x, d_w_ih, d_b_ih = inp.grads()
-        return d_x, d_w_ih, d_b_ih, d_w, d_gh.sum(1), None
+        return d_x, d_w_ih, d_b_ih, d_w, d_gh.sum(-1), None
 
 
 class _LSTM(Function):
     @staticmethod
     def forward(ctx, x, w_ih, b_ih, w_hh, b_hh, steps):
         inp, H = _Input(x, w_ih, b_ih + b_hh), w_hh.shape[-1]
-        hs = [x.new_zeros(x.shape[1], x.shape[2], H)]
+        hs = [x.new_zeros(x.shape[1], H, x.shape[3])]
         cs = [hs[0]]
-        gates = []  # i, f, g, o and tanh(c_t) of every step, (M, B, 5H)
+        saved = []  # s(pre) (its i, f and o blocks), g and tanh(c_t) of every step
         for t in range(x.shape[0]):
-            pre = inp.drive(t).baddbmm_(hs[t], w_hh.mT)  # (M, B, 4H)
-            a = x.new_empty(*pre.shape[:-1], 5 * H)
-            torch.sigmoid(pre[..., :2 * H], out=a[..., :2 * H])
-            torch.tanh(pre[..., 2 * H:3 * H], out=a[..., 2 * H:3 * H])
-            torch.sigmoid(pre[..., 3 * H:], out=a[..., 3 * H:4 * H])
-            i, f, g, o = a[..., :H], a[..., H:2 * H], a[..., 2 * H:3 * H], a[..., 3 * H:4 * H]
-            cs.append(torch.addcmul(i * g, f, cs[t]))
-            torch.tanh(cs[t + 1], out=a[..., 4 * H:])
-            hs.append(o * a[..., 4 * H:])
-            gates.append(a)
-        ctx.save_for_backward(x, w_ih, w_hh, *hs, *cs, *gates)
+            pre = inp.drive(t).baddbmm_(w_hh, hs[t])  # (M, 4H, B)
+            act = torch.sigmoid(pre)  # i, f, o (and the g block's, unused): one op on one contiguous tensor
+            g = torch.tanh(pre[:, 2 * H:3 * H])
+            cs.append(torch.addcmul(act[:, :H] * g, act[:, H:2 * H], cs[t]))
+            tc = torch.tanh(cs[t + 1])
+            hs.append(act[:, 3 * H:] * tc)
+            saved += [act, g, tc]
+        ctx.save_for_backward(x, w_ih, w_hh, *hs, *cs, *saved)
         ctx.steps = steps
         return _outputs(hs, steps)
 
@@ -232,7 +224,7 @@ class _LSTM(Function):
     def backward(ctx, d_out):
         x, w_ih, w_hh, *rest = ctx.saved_tensors
         T, H = x.shape[0], w_hh.shape[-1]
-        hs, cs, gates = rest[:T + 1], rest[T + 1:2 * T + 2], rest[2 * T + 2:]
+        hs, cs, saved = rest[:T + 1], rest[T + 1:2 * T + 2], rest[2 * T + 2:]
         inp = _Input(x, w_ih)
         inp.start_backward(ctx.needs_input_grad[0])
         d_w, out_grads = torch.zeros_like(w_hh), _out_grads(d_out, T, ctx.steps)
@@ -241,29 +233,30 @@ class _LSTM(Function):
             gh = _add(carry_h, out_grads[t])
             if gh is None:
                 continue
-            i, f, g, o, tc = (gates[t][..., k * H:(k + 1) * H] for k in range(5))
+            act, g, tc = saved[3 * t:3 * t + 3]
+            i, f, o = act[:, :H], act[:, H:2 * H], act[:, 3 * H:]
             dc = _tanh_back(gh * o, tc)
             if carry_c is not None:
                 dc += carry_c
-            du = x.new_empty(*gh.shape[:-1], 4 * H)
-            _sigmoid_back(dc * g, i, grad_input=du[..., :H])
-            _sigmoid_back(dc * cs[t], f, grad_input=du[..., H:2 * H])
-            _tanh_back(dc * i, g, grad_input=du[..., 2 * H:3 * H])
-            _sigmoid_back(gh * tc, o, grad_input=du[..., 3 * H:])
+            du = x.new_empty(x.shape[1], 4 * H, x.shape[3])
+            _sigmoid_back(dc * g, i, grad_input=du[:, :H])
+            _sigmoid_back(dc * cs[t], f, grad_input=du[:, H:2 * H])
+            _tanh_back(dc * i, g, grad_input=du[:, 2 * H:3 * H])
+            _sigmoid_back(gh * tc, o, grad_input=du[:, 3 * H:])
             inp.back(t, du)
-            d_w.baddbmm_(du.mT, hs[t])
-            carry_h = torch.bmm(du, w_hh)
+            d_w.baddbmm_(du, hs[t].mT)
+            carry_h = torch.bmm(w_hh.mT, du)
             carry_c = dc * f
         d_x, d_w_ih, d_b = inp.grads()
         return d_x, d_w_ih, d_b, d_w, d_b.clone(), None
 
 
 def _time_major(x: torch.Tensor) -> torch.Tensor:
-    return x.permute(2, 0, 1, 3).contiguous()  # (M, B, T, D) -> (T, M, B, D)
+    return x.permute(2, 0, 3, 1).contiguous()  # (M, B, T, D) -> (T, M, D, B)
 
 
 def _member_major(hs: torch.Tensor) -> torch.Tensor:
-    return hs.permute(1, 2, 0, 3)  # (T, M, B, H) -> (M, B, T, H), a view
+    return hs.permute(1, 3, 0, 2)  # (T, M, H, B) -> (M, B, T, H), a view
 
 
 def _steps(steps: torch.Tensor | None) -> tuple[int, ...] | None:
