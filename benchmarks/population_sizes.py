@@ -3,6 +3,7 @@ slower per member than one of 4 at the long-memory sizes, and where does the tim
 
     python benchmarks/population_sizes.py                               # long: GRU, adding T=200, H=64, B=64
     python benchmarks/population_sizes.py --sizes small --ms 1 4 16 64  # the trainability sweep's sizes
+    python benchmarks/population_sizes.py --sizes small --model lstm    # another cell (extra overrides: --set)
 
 One process, threads=1, members built as the loop builds them (``Member``), one training step timed as the
 loop runs it (``population_parts.one_step``: forward + loss, backward, clipping, optimizer; median of
@@ -79,15 +80,18 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--sizes", default="long", choices=sorted(SIZES))
     ap.add_argument("--ms", nargs="+", type=int, default=[2, 4, 8, 16])
     ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--model", default="gru", help="the cell (model=...) instead of the sizes' gru")
+    ap.add_argument("--set", nargs="*", default=[], help="more overrides, e.g. model.layer.init=orthogonal")
     ap.add_argument("--out", type=Path)
     a = ap.parse_args(argv)
     torch.set_num_threads(1)
-    result = {"sizes": SIZES[a.sizes], "started": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
+    sizes = [f"model={a.model}" if o.startswith("model=") else o for o in SIZES[a.sizes]] + a.set
+    result = {"sizes": sizes, "started": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
               "load_start": os.getloadavg(), "rows": []}
     with tempfile.TemporaryDirectory() as tmp:
-        setups = {"lone": (members(1, SIZES[a.sizes], Path(tmp)), None)}
+        setups = {"lone": (members(1, sizes, Path(tmp)), None)}
         for m in a.ms:
-            ms = members(m, SIZES[a.sizes], Path(tmp))
+            ms = members(m, sizes, Path(tmp))
             setups[m] = (ms, Population([x.model for x in ms]))
         times = {k: [] for k in setups}
         for _ in range(2):

@@ -8,11 +8,13 @@ leading member dimension M: every weight becomes (M, ...), every matmul a batche
 What is shared and what is not (DESIGN.md, "One loop, many members"):
   * shared: only the training step's forward and backward. ``Population.__call__`` stacks the
     members' own parameters (one ``torch.stack`` per parameter, which autograd splits back into each
-    member's ``.grad``) and runs the template model's step path (``path="step"``) on them through
-    ``torch.func.functional_call``: the same cells, whose step path takes a leading member dim
-    (``seqlab.models.base.matmul``/``vector``). The members' losses are summed before the backward;
-    they are independent, so the sum's gradient with respect to each member's weights is that
-    member's own gradient.
+    member's ``.grad``) and runs the template model on them through ``torch.func.functional_call``
+    with ``path="members"``: each layer's ``forward_members``, which for the tanh/relu/sigmoid/linear
+    RNN, the GRU and the LSTM is the whole recurrence as one autograd node with a hand-written backward
+    (``seqlab.models.members``), for the mlp its fast path, and for the other cells their step path
+    (which takes a leading member dim: ``seqlab.models.base.matmul``/``vector``). The members' losses
+    are summed before the backward; they are independent, so the sum's gradient with respect to each
+    member's weights is that member's own gradient.
   * each member's own: everything else, in ``seqlab.train`` (the one loop): its model object (built
     from its own seed exactly as a run alone builds it), data stream, clipping (its own global norm),
     optimizer and learning rate, non-finite policy (a NaN ends that member only), solved step,
