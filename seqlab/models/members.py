@@ -120,6 +120,15 @@ def _add(carry: torch.Tensor | None, grad: torch.Tensor | None) -> torch.Tensor:
     return carry if grad is None else carry + grad
 
 
+def _begin_backward(ctx, d_out: torch.Tensor) -> tuple:
+    """What every backward starts from: x, W_hh, the other saved tensors, the input's side ready to take
+    its gradients, dL/dW_hh = 0, and each step's gradient from the output."""
+    x, w_ih, w_hh, *rest = ctx.saved_tensors
+    inp = _Input(x, w_ih)
+    inp.start_backward(ctx.needs_input_grad[0])
+    return x, w_hh, rest, inp, torch.zeros_like(w_hh), _out_grads(d_out, x.shape[0], ctx.steps)
+
+
 # b_ih and b_hh enter the RNN's and LSTM's maps only as their sum, so their gradients are equal; each
 # still gets its own tensor (a clone): the loop scales every member's gradients in place when it clips
 # them (seqlab.population.clip_members), and one tensor handed to both would be scaled twice.
@@ -138,11 +147,9 @@ class _RNN(Function):
 
     @staticmethod
     def backward(ctx, d_out):
-        x, w_ih, w_hh, *hs = ctx.saved_tensors
-        inp, T = _Input(x, w_ih), x.shape[0]
-        inp.start_backward(ctx.needs_input_grad[0])
-        d_w, out_grads, carry = torch.zeros_like(w_hh), _out_grads(d_out, T, ctx.steps), None
-        for t in range(T - 1, -1, -1):
+        x, w_hh, hs, inp, d_w, out_grads = _begin_backward(ctx, d_out)
+        carry = None
+        for t in range(x.shape[0] - 1, -1, -1):
             g = _add(carry, out_grads[t])
             if g is None:
                 continue  # nothing reaches this step or any before it
@@ -174,12 +181,9 @@ class _GRU(Function):
 
     @staticmethod
     def backward(ctx, d_out):
-        x, w_ih, w_hh, *rest = ctx.saved_tensors
+        x, w_hh, rest, inp, d_w, out_grads = _begin_backward(ctx, d_out)
         T, H = x.shape[0], w_hh.shape[-1]
-        hs, saved = rest[:T + 1], rest[T + 1:]
-        inp = _Input(x, w_ih)
-        inp.start_backward(ctx.needs_input_grad[0])
-        d_w, out_grads, carry = torch.zeros_like(w_hh), _out_grads(d_out, T, ctx.steps), None
+        hs, saved, carry = rest[:T + 1], rest[T + 1:], None
         d_gh = x.new_zeros(x.shape[1], 3 * H, x.shape[3])  # dL/d(W h + b_hh) summed over the steps (for b_hh)
         for t in range(T - 1, -1, -1):
             g = _add(carry, out_grads[t])
@@ -222,12 +226,9 @@ class _LSTM(Function):
 
     @staticmethod
     def backward(ctx, d_out):
-        x, w_ih, w_hh, *rest = ctx.saved_tensors
+        x, w_hh, rest, inp, d_w, out_grads = _begin_backward(ctx, d_out)
         T, H = x.shape[0], w_hh.shape[-1]
         hs, cs, saved = rest[:T + 1], rest[T + 1:2 * T + 2], rest[2 * T + 2:]
-        inp = _Input(x, w_ih)
-        inp.start_backward(ctx.needs_input_grad[0])
-        d_w, out_grads = torch.zeros_like(w_hh), _out_grads(d_out, T, ctx.steps)
         carry_h = carry_c = None
         for t in range(T - 1, -1, -1):
             gh = _add(carry_h, out_grads[t])
