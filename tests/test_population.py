@@ -401,7 +401,7 @@ def test_batched_launcher_writes_what_the_basic_launcher_writes(tmp_path):
                                 key=lambda d: int(d.name))
         assert len(runs[launcher]) == 4
     out = r.stderr
-    assert "Launching 4 jobs: populations of 2, 2 jobs alone" in r.stdout
+    assert "Launching 4 jobs: 1 population (2 members), 2 jobs alone" in r.stdout
     assert out.count("runs unbatched: LRULayer: its step path has no member dimension yet") == 2
     assert out.count("diverged: non-finite loss at step 2") == 2  # one GRU member, one LRU job
     assert out.strip().splitlines()[-1].endswith("4 jobs: 2 finished, 2 diverged (job 0, 2)")

@@ -105,8 +105,9 @@ class BatchedLauncher(Launcher):
                   f"unbatched: {why}", file=sys.stderr, flush=True)
             plan.append([j])
         sizes = sorted((len(p) for p in plan if len(p) > 1), reverse=True)
-        log.info(f"Launching {len(jobs)} jobs: populations of {', '.join(map(str, sizes)) or 'none'}, "
-                 f"{sum(len(p) == 1 for p in plan)} jobs alone")
+        members = f" ({' + '.join(map(str, sizes))} members)" if sizes else ""
+        log.info(f"Launching {len(jobs)} jobs: {_count(len(sizes), 'population')}{members}, "
+                 f"{_count(sum(len(p) == 1 for p in plan), 'job')} alone")
         work = [[jobs[j] for j in members] for members in plan]
         if self._warming is not None:
             self._warming.join()
@@ -199,6 +200,10 @@ def plan_populations(groups: list[list[int]], max_members: int, n_jobs: int,
             break
         plan = cut
     return sorted(plan, key=len, reverse=True)
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" + ("" if n == 1 else "s")
 
 
 def makespan(plan: list[list[int]], n_jobs: int) -> int:
