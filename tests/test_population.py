@@ -402,6 +402,8 @@ def test_batched_launcher_writes_what_the_basic_launcher_writes(tmp_path):
         assert len(runs[launcher]) == 4
     out = r.stderr
     assert "Launching 4 jobs: 1 population (2 members), 2 jobs alone" in r.stdout
+    cores = os.cpu_count() or 1  # n_jobs=1 (the default) runs the 3 parts one after another, and says so
+    assert (f"alone, one after another (hydra.launcher.n_jobs={cores} runs {cores} at once" in r.stdout) == (cores > 1)
     assert out.count("runs unbatched: LRULayer: its step path has no member dimension yet") == 2
     assert out.count("diverged: non-finite loss at step 2") == 2  # one GRU member, one LRU job
     assert out.strip().splitlines()[-1].endswith("4 jobs: 2 finished, 2 diverged (job 0, 2)")

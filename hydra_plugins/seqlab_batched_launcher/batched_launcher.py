@@ -106,8 +106,11 @@ class BatchedLauncher(Launcher):
             plan.append([j])
         sizes = sorted((len(p) for p in plan if len(p) > 1), reverse=True)
         members = f" ({' + '.join(map(str, sizes))} members)" if sizes else ""
+        cores = os.cpu_count() or 1
+        serial = (f", one after another (hydra.launcher.n_jobs={cores} runs {cores} at once on this machine's "
+                  f"{cores} cores)") if self.n_jobs == 1 and len(plan) > 1 and cores > 1 else ""
         log.info(f"Launching {len(jobs)} jobs: {_count(len(sizes), 'population')}{members}, "
-                 f"{_count(sum(len(p) == 1 for p in plan), 'job')} alone")
+                 f"{_count(sum(len(p) == 1 for p in plan), 'job')} alone{serial}")
         work = [[jobs[j] for j in members] for members in plan]
         if self._warming is not None:
             self._warming.join()
