@@ -116,6 +116,9 @@ class BNLSTMLayer(LSTMLayer):
         self.bn_h = TimeBatchNorm(4 * H, tmax, gamma)  # BN(W_h h_{t-1}; gamma_h, 0)
         self.bn_c = TimeBatchNorm(H, tmax, gamma, shift=True)  # BN(c_t; gamma_c, beta_c)
 
+    def population_support(self) -> str | None:
+        return "its batch norms keep running statistics per time step (buffers) with no member dimension"
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.forward_steps(x)  # no fused kernel normalizes inside the recurrence
 

@@ -31,11 +31,12 @@ from torch import nn
 
 from ..checks import check_positive
 from .init import init_matrix, init_recurrent
-from .base import RecurrentLayer, State, TapFn, no_tap
+from .base import RecurrentLayer, State, TapFn, matmul, no_tap, vector
 
 
 class CoRNNLayer(RecurrentLayer):
     state_names = ("y", "z")
+    population_unsupported = None  # the step path takes stacked weights (seqlab.population)
     outputs_at_steps = True  # the step loop keeps y at the loss steps only (base class)
 
     def __init__(self, input_size: int, hidden_size: int, dt: float = 0.06, gamma: float = 66.0,
@@ -56,17 +57,21 @@ class CoRNNLayer(RecurrentLayer):
     def weights(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """V (H, D), W_z (H, H), W (H, H): views of the one published weight matrix."""
         D, H = self.input_size, self.hidden_size
-        w = self.i2h.weight
-        return w[:, :D], w[:, D:D + H], w[:, D + H:]
+        w = self.i2h.weight  # (H, D + 2H); a population's (M, H, D + 2H)
+        return w[..., :D], w[..., D:D + H], w[..., D + H:]
 
     def input_drive(self, x: torch.Tensor) -> torch.Tensor:
         V, _, _ = self.weights()
-        return x @ V.T + self.i2h.bias  # (B, T, H): V u_n + b
+        drive = matmul(x, V)  # (B, T, H): V u_n + b
+        return drive + vector(self.i2h.bias, drive)
 
     def step(self, u_t: torch.Tensor, state: State, tap: TapFn = no_tap) -> State:
         y, z = state
-        W_zy = self.i2h.weight[:, self.input_size:]  # (H, 2H) [W_z | W]: one matmul on [z, y]
-        force = torch.tanh(torch.addmm(u_t, torch.cat((z, y), dim=1), W_zy.T))  # (B, H)
+        W_zy = self.i2h.weight[..., self.input_size:]  # (H, 2H) [W_z | W]: one matmul on [z, y]
+        if W_zy.dim() == 2:
+            force = torch.tanh(torch.addmm(u_t, torch.cat((z, y), dim=1), W_zy.T))  # (B, H)
+        else:  # a population: (M, B, H) states, each member through its own [W_z | W]
+            force = torch.tanh(torch.baddbmm(u_t, torch.cat((z, y), dim=-1), W_zy.mT))  # (M, B, H)
         accel = torch.add(torch.add(force, y, alpha=-self.gamma), z, alpha=-self.epsilon)
         z = tap("z", torch.add(z, accel, alpha=self.dt))  # z + dt (sigma(.) - gamma y - epsilon z)
         y = tap("y", torch.add(y, z, alpha=self.dt))  # y + dt z_n

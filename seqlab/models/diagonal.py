@@ -76,7 +76,7 @@ class DiagonalLayer(RecurrentLayer):
         if steps is None or type(self).output is DiagonalLayer.output:
             return p
         idx = steps.to((p[0] if isinstance(p, tuple) else p).device)
-        return tuple(v[:, idx] for v in p) if isinstance(p, tuple) else p[:, idx]
+        return tuple(v[..., idx, :] for v in p) if isinstance(p, tuple) else p[..., idx, :]  # time is dim -2
 
     def input_drive(self, x: torch.Tensor) -> torch.Tensor:
         return torch.cat(self.coefficients(self.project(x)), dim=-1)  # (B, T, 2S): [a | b] or [w | c]

@@ -31,11 +31,13 @@ from torch import nn
 
 from ..checks import check, check_choice, is_number
 from .activations import ACTIVATIONS, Activation
-from .base import RecurrentLayer, State, TapFn, no_tap
+from .base import RecurrentLayer, State, TapFn, linear, no_tap, vector
 from .init import MATRIX_INITS, init_matrix
 
 
 class IndRNNLayer(RecurrentLayer):
+    population_unsupported = None  # the step path takes stacked weights (seqlab.population)
+
     def __init__(self, input_size: int, hidden_size: int, activation: str = "relu",
                  max_gain: float = 2.0, tmax: int | float | None = None, constrain: bool = True,
                  u_min: float = 0.0, init: str = "default"):
@@ -61,8 +63,8 @@ class IndRNNLayer(RecurrentLayer):
             self.u.clamp_(-self.bound, self.bound)
 
     def input_drive(self, x: torch.Tensor) -> torch.Tensor:
-        return self.input(x)  # (B, T, H)
+        return linear(x, self.input.weight, self.input.bias)  # (B, T, H)
 
     def step(self, u_t: torch.Tensor, state: State, tap: TapFn = no_tap) -> State:
         (h,) = state
-        return (tap("h", self.f(u_t + self.u * h)),)
+        return (tap("h", self.f(u_t + vector(self.u, h) * h)),)

@@ -44,13 +44,14 @@ from torch import nn
 from ..checks import check, check_choice, is_number
 from .activations import ACTIVATIONS
 from . import scan as scanlib
-from .base import RecurrentLayer, State, TapFn, no_tap
+from .base import RecurrentLayer, State, TapFn, linear, matmul, no_tap, vector
 from .init import MATRIX_INITS, init_matrix
 
 _TINY = 1e-7  # keeps log() of the uniform draws finite
 
 
 class LRULayer(RecurrentLayer):
+    population_unsupported = None  # the step path takes stacked weights (seqlab.population)
     # scan: auto -> the fastest measured (H100: the parallel scan at T = 200, 1000, chunked at 5000)
     auto = {"cpu": ((math.inf, "loop"),), "cuda": ((2000, "parallel"), (math.inf, "chunked"))}
 
@@ -82,21 +83,22 @@ class LRULayer(RecurrentLayer):
         self.B_im = nn.Parameter(torch.randn(N, H) / math.sqrt(2 * H))
 
     def eigenvalues(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """(Re lambda, Im lambda), each (N,)."""
+        """(Re lambda, Im lambda), each (N,) (a population's: (M, N))."""
         modulus = torch.exp(-torch.exp(self.nu_log))
         phase = torch.exp(self.theta_log)
         return modulus * torch.cos(phase), modulus * torch.sin(phase)
 
     def input_drive(self, x: torch.Tensor) -> torch.Tensor:
-        v = self.f(self.encoder(x))  # (B, T, H)
-        gamma = torch.exp(self.gamma_log)  # (N,)
-        return torch.cat([(v @ self.B_re.T) * gamma, (v @ self.B_im.T) * gamma], dim=-1)  # (B, T, 2N)
+        v = self.f(linear(x, self.encoder.weight, self.encoder.bias))  # (B, T, H)
+        d_re, d_im = matmul(v, self.B_re), matmul(v, self.B_im)  # (B, T, N) each
+        gamma = vector(torch.exp(self.gamma_log), d_re)  # (N,)
+        return torch.cat([d_re * gamma, d_im * gamma], dim=-1)  # (B, T, 2N)
 
     def step(self, u_t: torch.Tensor, state: State, tap: TapFn = no_tap) -> State:
         (h,) = state
         x_re, x_im = h.chunk(2, dim=-1)  # each (B, N)
         d_re, d_im = u_t.chunk(2, dim=-1)
-        l_re, l_im = self.eigenvalues()
+        l_re, l_im = (vector(v, x_re) for v in self.eigenvalues())
         x = torch.cat([l_re * x_re - l_im * x_im + d_re, l_re * x_im + l_im * x_re + d_im], dim=-1)
         return (tap("h", x),)
 

@@ -34,6 +34,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..checks import check_choice, check
+from .base import linear
 from .diagonal import DiagonalLayer
 from .init import init_matrix
 from .scan import METHODS
@@ -62,6 +63,7 @@ def check_candidate(candidate: str, scan: str) -> None:
 
 
 class MinGRULayer(DiagonalLayer):
+    population_unsupported = None  # the step path takes stacked weights (seqlab.population)
     scans = METHODS
     # log-space scan fastest at T = 200, 1000 on an H100, chunked at 5000; the switch at T = 2000 lies between the measured lengths
     auto = {"cpu": ((math.inf, "loop"),), "cuda": ((2000, "log"), (math.inf, "chunked"))}
@@ -88,7 +90,7 @@ class MinGRULayer(DiagonalLayer):
         return "chunked" if m == "log" and (self.candidate != "g" or self.eigenvalues == "signed") else m
 
     def project(self, x: torch.Tensor) -> torch.Tensor:
-        return self.linear(x)  # (B, T, 2H): [k_z | k_h]
+        return linear(x, self.linear.weight, self.linear.bias)  # (B, T, 2H): [k_z | k_h]
 
     def coefficients(self, p: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         k, v = p.chunk(2, dim=-1)  # (B, T, H) each

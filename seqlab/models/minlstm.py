@@ -32,6 +32,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .base import linear
 from .diagonal import DiagonalLayer
 from .init import init_matrix
 from .mingru import candidate_fn, check_candidate, log_g
@@ -39,6 +40,7 @@ from .scan import METHODS
 
 
 class MinLSTMLayer(DiagonalLayer):
+    population_unsupported = None  # the step path takes stacked weights (seqlab.population)
     scans = METHODS
     # as minGRU's; the switch at T = 2000 lies between the measured lengths
     auto = {"cpu": ((math.inf, "loop"),), "cuda": ((2000, "log"), (math.inf, "chunked"))}
@@ -66,7 +68,7 @@ class MinLSTMLayer(DiagonalLayer):
         return "chunked" if m == "log" and (self.candidate != "g" or self.eigenvalues == "signed") else m
 
     def project(self, x: torch.Tensor) -> torch.Tensor:
-        return self.linear(x)  # (B, T, 3H): [k_f | k_i | k_h]
+        return linear(x, self.linear.weight, self.linear.bias)  # (B, T, 3H): [k_f | k_i | k_h]
 
     @staticmethod
     def _log_ratio(p: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

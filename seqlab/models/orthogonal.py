@@ -35,7 +35,7 @@ from torch import nn
 from torch.nn.utils import parametrizations, parametrize
 
 from ..checks import check_choice
-from .base import RecurrentLayer, State, TapFn, Taps, no_tap
+from .base import RecurrentLayer, State, TapFn, Taps, linear, matmul, no_tap, vector
 from .init import MATRIX_INITS, init_matrix
 
 ORTHO_ACTIVATIONS = ("modrelu", "tanh")
@@ -50,7 +50,7 @@ class ModReLU(nn.Module):
         self.bias = nn.Parameter(torch.empty(hidden_size).uniform_(-0.01, 0.01))
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
-        return torch.sign(z) * torch.relu(z.abs() + self.bias)
+        return torch.sign(z) * torch.relu(z.abs() + vector(self.bias, z))  # a population's bias: (M, H)
 
 
 def skew_init(hidden_size: int, scheme: str) -> torch.Tensor:
@@ -71,6 +71,10 @@ def skew_init(hidden_size: int, scheme: str) -> torch.Tensor:
 
 
 class OrthogonalRNNLayer(RecurrentLayer):
+    # a population stacks the parametrization's X (recurrent.parametrizations.weight.original): torch's
+    # orthogonal map (tril, skew, matrix_exp) takes the leading member dim, so each member's Q is exp(A_m)
+    population_unsupported = None
+
     def __init__(self, input_size: int, hidden_size: int, activation: str = "modrelu",
                  init: str = "henaff", input_init: str = "kaiming"):
         super().__init__(input_size, hidden_size)
@@ -88,16 +92,17 @@ class OrthogonalRNNLayer(RecurrentLayer):
 
     @property
     def Q(self) -> torch.Tensor:
-        """(H, H) the orthogonal recurrent matrix exp(A)."""
+        """(H, H) the orthogonal recurrent matrix exp(A) (a population's: (M, H, H))."""
         return self.recurrent.weight
 
     def input_drive(self, x: torch.Tensor) -> torch.Tensor:
-        return self.input(x)  # (B, T, H)
+        return linear(x, self.input.weight, self.input.bias)  # (B, T, H)
 
     def step(self, u_t: torch.Tensor, state: State, tap: TapFn = no_tap) -> State:
         (h,) = state
-        return (tap("h", self.f(u_t + h @ self.Q.T)),)
+        return (tap("h", self.f(u_t + matmul(h, self.Q))),)
 
-    def forward_steps(self, x: torch.Tensor, taps: Taps | None = None) -> torch.Tensor:
+    def forward_steps(self, x: torch.Tensor, taps: Taps | None = None,
+                      steps: torch.Tensor | None = None) -> torch.Tensor:
         with parametrize.cached():  # one matrix_exp per call, shared by all T steps
-            return super().forward_steps(x, taps)
+            return super().forward_steps(x, taps, steps)
