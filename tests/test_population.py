@@ -22,7 +22,6 @@ from seqlab.models.lru import LRULayer
 from seqlab.models.mingru import MinGRULayer
 from seqlab.models.minlstm import MinLSTMLayer
 from seqlab.models.orthogonal import OrthogonalRNNLayer
-from seqlab.models.selective import SelectiveLayer
 from seqlab.models.activations import ACTIVATIONS
 from seqlab.population import Population, batchable, group_key, population_support
 from seqlab.probe.lyapunov import lyapunov_estimates, population_lyapunov_estimates
@@ -80,8 +79,7 @@ CELLS = {**{f"rnn_{f}": partial(RNNLayer, activation=f) for f in ACTIVATIONS},
          "indrnn": partial(IndRNNLayer, tmax=6),
          "indrnn_tanh": partial(IndRNNLayer, tmax=6, activation="tanh"), "exprnn": OrthogonalRNNLayer,
          "exprnn_tanh": partial(OrthogonalRNNLayer, activation="tanh"), "lru": LRULayer, "mingru": MinGRULayer,
-         "minlstm": MinLSTMLayer, "mingru_signed": partial(MinGRULayer, eigenvalues="signed"), "cornn": CoRNNLayer,
-         "selective": partial(SelectiveLayer, state_size=3)}
+         "minlstm": MinLSTMLayer, "mingru_signed": partial(MinGRULayer, eigenvalues="signed"), "cornn": CoRNNLayer}
 
 
 @pytest.mark.parametrize("cell", sorted(CELLS))
@@ -112,7 +110,7 @@ def test_summed_member_losses_give_each_member_its_own_gradient(cell):
 
 
 @pytest.mark.parametrize("cell", ["rnn_tanh", "rnn_relu", "lstm", "gru", "indrnn_tanh", "exprnn", "lru",
-                                  "mingru", "cornn", "selective"])
+                                  "mingru", "cornn"])
 def test_population_lyapunov_spectra_equal_each_members_alone(cell):
     """One batched QR loop over the members' stacked weights (the probe's spectra in a population) gives
     each member the estimate it gets alone: exponents, standard error and drift, every layer. (ReLU: the
@@ -161,8 +159,9 @@ def test_cells_without_a_member_dimension_say_so_in_one_line():
     assert "norm" in population_support([ff]) and "\n" not in population_support([ff])
     with pytest.raises(ValueError, match="cannot train as one population"):
         Population([bn, bn])
-    for model in ("gru", "lru", "exprnn", "indrnn", "cornn", "mingru", "minlstm", "selective"):
+    for model in ("gru", "lru", "exprnn", "indrnn", "cornn", "mingru", "minlstm"):
         assert batchable(compose_cfg(f"model={model}")) is None, model
+    assert batchable(compose_cfg("model=selective")).startswith("SelectiveLayer: no faster in a population")
     assert "BNLSTMLayer" in batchable(compose_cfg("model=bnlstm"))
     assert "floss" in batchable(compose_cfg("model=gru", "floss=default"))
 
@@ -183,7 +182,7 @@ VARIANTS = [("seed=0", "optim.lr=1e-3"), ("seed=1", "optim.lr=1e-2"),
 
 
 # each cell's own knobs: rnn with relu; exprnn's init names a skew-symmetric scheme (not orthogonal)
-EXTRA = {"rnn": ("model.layer.activation=relu",), "selective": ("model.layer.state_size=4",)}
+EXTRA = {"rnn": ("model.layer.activation=relu",)}
 INIT = {"exprnn": "model.layer.init=cayley"}
 # expRNN's exponents are 0 for its orthogonal Q; float32 matrix_exp of one (H, H) matrix and of the stacked
 # (M, H, H) ones take different rounding (log singular values -4e-7..-1.7e-6 against +1.6e-7, seen at H = 8),
@@ -191,8 +190,7 @@ INIT = {"exprnn": "model.layer.init=cayley"}
 LYAPUNOV_ATOL = {"exprnn": 1e-5}
 
 
-@pytest.mark.parametrize("model", ["gru", "lstm", "rnn", "indrnn", "exprnn", "lru", "mingru", "minlstm", "cornn",
-                                   "selective"])
+@pytest.mark.parametrize("model", ["gru", "lstm", "rnn", "indrnn", "exprnn", "lru", "mingru", "minlstm", "cornn"])
 def test_population_members_equal_the_same_runs_alone(model, tmp_path):
     variants = [[INIT.get(model, o) if o.startswith("model.layer.init") else o for o in v] for v in VARIANTS]
     cfgs = [compose_cfg(f"model={model}", "grad_clip=0.5", *EXTRA.get(model, ()), *v) for v in variants]

@@ -60,7 +60,10 @@ class DiagonalLayer(RecurrentLayer):
 
     def forward(self, x: torch.Tensor, steps: torch.Tensor | None = None) -> torch.Tensor:
         p = self.project(x)
-        method = self.method(x)
+        return self.output(self._at(p, steps), self._states(p, self.method(x), steps))
+
+    def _states(self, p, method: str, steps: torch.Tensor | None) -> torch.Tensor:
+        """The states h (B, T, S) from ``project``'s result by ``method`` (at ``steps`` only: (B, L, S))."""
         if method == "log":
             h = scanlib.scan_log(*self.log_coefficients(p))  # (B, T, S)
         elif method == "loop":  # keeps only the states at ``steps``: no stack of all T to read one
@@ -69,14 +72,25 @@ class DiagonalLayer(RecurrentLayer):
             h = scanlib.run_scan(method, *self.coefficients(p), self.chunk, self.convex)  # (B, T, S)
         if steps is not None and method != "loop":
             h = h[:, steps.to(h.device)]  # (B, L, S)
-        return self.output(self._at(p, steps), h)
+        return h
+
+    def forward_members(self, x: torch.Tensor, steps: torch.Tensor | None = None) -> torch.Tensor:
+        """A population's forward (x (M, B, T, D), stacked weights): ``project`` member by member, then the
+        lone run's scan on the M * B sequences at once (the coefficients are element-wise, so the members
+        are just more sequences). At GRU-like long-memory sizes the step path was slower per member than
+        a lone run (minGRU at M = 8: 0.84x; docs/population.md, "Round 6")."""
+        if type(self).output is not DiagonalLayer.output:  # an output map that reads p (the SSM's)
+            return self.forward_steps(x, steps=steps)
+        p = self.project(x)  # (M, B, T, P)
+        h = self._states(p.flatten(0, 1), self.method(x[0]), steps)  # (M * B, T or L, S)
+        return h.unflatten(0, x.shape[:2])  # (M, B, T or L, S)
 
     def _at(self, p, steps: torch.Tensor | None):
         """``project``'s result at ``steps`` only (what ``output`` reads there)."""
         if steps is None or type(self).output is DiagonalLayer.output:
             return p
         idx = steps.to((p[0] if isinstance(p, tuple) else p).device)
-        return tuple(v[..., idx, :] for v in p) if isinstance(p, tuple) else p[..., idx, :]  # time is dim -2
+        return tuple(v[:, idx] for v in p) if isinstance(p, tuple) else p[:, idx]
 
     def input_drive(self, x: torch.Tensor) -> torch.Tensor:
         return torch.cat(self.coefficients(self.project(x)), dim=-1)  # (B, T, 2S): [a | b] or [w | c]
