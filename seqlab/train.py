@@ -110,7 +110,8 @@ class LoopState:
 class StopFlag:
     """Signal handlers that ask the loop to stop at the next step boundary.
 
-    A second SIGINT interrupts at once. On the way out, the handler that was
+    A second SIGINT interrupts at once, unless the runs' summaries are already being written
+    (``ending``): then the runs end as the first signal asked. On the way out, the handler that was
     installed before (e.g. submitit's requeue on SIGUSR2) is called.
     """
 
@@ -122,6 +123,7 @@ class StopFlag:
     def __init__(self):
         self.signum: int | None = None
         self.previous: dict[int, object] = {}
+        self.ending = False  # the runs' summaries are being written: a second SIGINT no longer interrupts them
 
     def __enter__(self):
         for name in STOP_SIGNALS:
@@ -134,7 +136,7 @@ class StopFlag:
         return self
 
     def _handle(self, signum, frame):
-        if self.signum == signal.SIGINT and signum == signal.SIGINT:
+        if self.signum == signal.SIGINT and signum == signal.SIGINT and not self.ending:
             raise KeyboardInterrupt
         self.signum = signum
 
@@ -295,9 +297,13 @@ def _train(live: list["Member"], stop: StopFlag, population: "Population | None"
         bar.close()
         for m in list(live):
             m.save_checkpoint()
+            stop.ending = True
             m.end(None)
             live.remove(m)
     except BaseException as e:
+        # a second SIGINT now would cut a summary half-written (seen: a stop's summary.json missing when the
+        # second Ctrl-C came 5 ms after the first): the runs end as the first signal asked
+        stop.ending = True
         for m in live:
             m.end(e)
         raise
