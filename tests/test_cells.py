@@ -133,7 +133,7 @@ def test_indrnn_without_the_constraint_lets_u_leave_the_bound():
         opt.zero_grad()
         (task.loss(m(batch.inputs), batch) * 1e3).backward()
         opt.step()
-    assert max(float(layer.u.abs().max()) for layer in m.layers) > m.layers[0].bound
+    assert max(float(layer.u.detach().abs().max()) for layer in m.layers) > m.layers[0].bound
 
 
 # --- orthogonal (expRNN-style) -----------------------------------------------------------
