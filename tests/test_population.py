@@ -413,8 +413,7 @@ def seqlab_cli(cwd: Path, *args, timeout=600):
 def test_batched_launcher_writes_what_the_basic_launcher_writes(tmp_path):
     """model=gru,bnlstm x lr=1e30,0.01 (SGD): the 2 GRU jobs train as one population (the one at lr=1e30
     diverges at step 2 and fails only its own job), the BN-LSTM jobs (running statistics) run alone after
-    one line each. Every
-    job's directory equals the basic launcher's, each with its own W&B run."""
+    one line each. Every job's directory equals the basic launcher's, each with its own W&B run."""
     sweep = ["-m", "model=gru,bnlstm", "optim=sgd", "optim.lr=1e30,0.01", "logger=wandb",
              *[o for o in SMALL if o != "logger=none"]]
     runs = {}

@@ -78,9 +78,8 @@ class DiagonalLayer(RecurrentLayer):
         """A population's forward (x (M, B, T, D), stacked weights): ``project`` member by member, then the
         lone run's scan on the M * B sequences at once (the coefficients are element-wise, so the members
         are just more sequences). At GRU-like long-memory sizes the step path was slower per member than
-        a lone run (minGRU at M = 8: 0.84x; docs/population.md, "Round 6")."""
-        if type(self).output is not DiagonalLayer.output:  # an output map that reads p (the SSM's)
-            return self.forward_steps(x, steps=steps)
+        a lone run (minGRU at M = 8: 0.84x; docs/population.md, "Round 6"). The states are the output:
+        the one cell with an output map that reads ``p``, the selective SSM, runs alone (``population_unsupported``)."""
         p = self.project(x)  # (M, B, T, P)
         h = self._states(p.flatten(0, 1), self.method(x[0]), steps)  # (M * B, T or L, S)
         return h.unflatten(0, x.shape[:2])  # (M, B, T or L, S)
