@@ -1,6 +1,6 @@
 """Results as data: the lab's results tables, generated from committed result files by one command.
 
-    python -m seqlab.results                  # rewrite docs/results.md's generated blocks from results/
+    python -m seqlab.results                  # rewrite the generated blocks of DOCS (docs/results.md, docs/population.md)
     python -m seqlab.results --check          # exit 1 (and say which block) if that would change anything
     python -m seqlab.results collect SWEEP_DIR [...] -o results/long_memory/NAME.json --command "..." \
         [--note "..."]                        # a finished (or partly finished) sweep -> one result file
@@ -11,7 +11,8 @@ small, plain JSON, no paths of the machine it ran on. The parts of one table are
 two parts: the more complete one is kept), so a sweep that could not finish in one sitting is committed
 part by part and the table grows as parts land.
 
-``docs/results.md`` holds hand-written prose and generated blocks between markers::
+``docs/results.md`` (and ``docs/population.md``: ``DOCS``) hold hand-written prose and generated blocks
+between markers::
 
     <!-- results:long_memory begin -->  ...  <!-- results:long_memory end -->
 
@@ -21,7 +22,8 @@ verdict row and per-lr row), ``protocol_cost`` (what each part cost, with and wi
 and what the stopping rule would have saved on full-budget parts), ``recipes`` (paper-recipe runs) and
 ``long_memory_single_lr`` (the earlier one-lr, one-seed table, from benchmarks/results/long_memory.json) and
 ``claims`` (the training claims' presets over lr x seeds, results/claims/: per setting and lr, divergence, loss
-and the first hidden layer's gradient and update over the last's).
+and the first hidden layer's gradient and update over the last's), ``population_cells`` (docs/population.md:
+a population's training step per member against a lone run, per cell, from benchmarks/results/population-sizes-*.json).
 Every other table directory ``results/<table>/`` (e.g. ``task_suite``) gets two blocks of the same kind as
 the long-memory table's: ``<table>`` (a row per cell, a column per task and T) and ``<table>_detail``.
 """
@@ -42,6 +44,7 @@ from seqlab.report import verdicts as V
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "results"
 DOC = ROOT / "docs" / "results.md"
+DOCS = (DOC, ROOT / "docs" / "population.md")  # the pages whose marked blocks this command writes
 FIGURE = ROOT / "docs" / "figures" / "long_memory_lr_grid.png"
 STATUS_RANK = {"finished": 0, "stopped": 1, "diverged": 2, "failed": 3, "preempted": 4}
 CELL_ORDER = ("rnn", "rnn_tanh", "irnn", "lstm", "lstm_forget1", "lstm_chrono", "gru", "indrnn", "exprnn", "lru",
@@ -308,6 +311,37 @@ def single_lr_block(root: Path = ROOT) -> str:
     return text.split("\n", 2)[2].strip()  # without the title line
 
 
+def population_cells_block(root: Path = ROOT) -> str:
+    """Per member, one training step of a population against a lone run, per cell, at the trainability sizes
+    and the long-memory sizes: from ``benchmarks/results/population-sizes-{small,long}-*.json``
+    (``benchmarks/population_sizes.py``); where two files measured one cell at one size, the newer."""
+    newest: dict[tuple[str, str], dict] = {}
+    for size in ("small", "long"):
+        for path in sorted((root / "benchmarks" / "results").glob(f"population-sizes-{size}*.json")):
+            data = json.loads(path.read_text())
+            cell = next((o.split("=", 1)[1] for o in data["sizes"] if o.startswith("model=")), "?")
+            data["file"] = path.name
+            if (size, cell) not in newest or data["started"] > newest[size, cell]["started"]:
+                newest[size, cell] = data
+    if not newest:
+        return "No population-sizes result file in benchmarks/results/."
+    ms = {size: sorted({r["members"] for (s, _), d in newest.items() if s == size for r in d["rows"]
+                        if r["members"] != "lone"}) for size in ("small", "long")}
+    header = ["cell", *(h for size in ("small", "long") for h in
+                        [f"lone ms ({size})", *(f"M = {m}" for m in ms[size])])]
+    rows = []
+    for cell in _order({c for _, c in newest}, CELL_ORDER):
+        row = [cell]
+        for size in ("small", "long"):
+            data = newest.get((size, cell))
+            got = {r["members"]: r for r in data["rows"]} if data else {}
+            row += [f"{got['lone']['step_ms_per_member']:.1f}" if "lone" in got else "-",
+                    *(f"{got[m]['per_member_speedup']:.2f}x" if m in got else "-" for m in ms[size])]
+        rows.append(row)
+    files = sorted(d["file"] for d in newest.values())
+    return _md(header, rows) + "\n\nFrom " + ", ".join(f"`{f}`" for f in files) + "."
+
+
 SPECIAL_TABLES = ("long_memory", "recipes", "claims")  # their own blocks; every other results/<table>/ is a grid table
 
 
@@ -316,7 +350,8 @@ def blocks(root: Path = ROOT) -> dict[str, str]:
     rec_parts, _ = load_table("recipes", root / "results")
     out = {"long_memory": long_memory_block(lm_parts, lm), "long_memory_detail": detail_block(lm),
            "protocol_cost": cost_block(lm_parts), "recipes": recipes_block(rec_parts),
-           "long_memory_single_lr": single_lr_block(root), "claims": claims_block(*load_table("claims", root / "results"))}
+           "long_memory_single_lr": single_lr_block(root), "claims": claims_block(*load_table("claims", root / "results")),
+           "population_cells": population_cells_block(root)}
     for d in sorted(p for p in (root / "results").glob("*") if p.is_dir() and p.name not in SPECIAL_TABLES):
         parts, records = load_table(d.name, root / "results")
         out[d.name] = grid_block(d.name, parts, records, CELL_ORDER, missing="-",
@@ -328,14 +363,14 @@ def blocks(root: Path = ROOT) -> dict[str, str]:
 MARK = re.compile(r"(<!-- results:(\w+) begin -->\n)(.*?)(<!-- results:\2 end -->)", re.S)
 
 
-def render(text: str, generated: dict[str, str]) -> tuple[str, list[str]]:
+def render(text: str, generated: dict[str, str], doc: str = "docs/results.md") -> tuple[str, list[str]]:
     """``text`` with every marked block replaced; also the names of the blocks that changed."""
     changed = []
 
     def sub(m):
         name = m.group(2)
         if name not in generated:
-            raise ValueError(f"docs/results.md: unknown block results:{name}; blocks: {', '.join(generated)}")
+            raise ValueError(f"{doc}: unknown block results:{name}; blocks: {', '.join(generated)}")
         new = generated[name].rstrip() + "\n"
         if new != m.group(3):
             changed.append(name)
@@ -368,7 +403,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{out}: {len(data['records'])} runs")
         return 0
     p = argparse.ArgumentParser(prog="python -m seqlab.results", description=__doc__.split("\n\n")[0])
-    p.add_argument("--check", action="store_true", help="change nothing; exit 1 if docs/results.md is not current")
+    p.add_argument("--check", action="store_true", help="change nothing; exit 1 if a page's blocks are not current")
     p.add_argument("--figures", action="store_true",
                    help=f"also draw {FIGURE.relative_to(ROOT)} (solved fraction against lr, a line per cell, a panel "
                         "per task/T; pixels are not compared by --check)")
@@ -379,18 +414,23 @@ def main(argv: list[str] | None = None) -> int:
         if V.plot_solved_vs_lr(rows, FIGURE, "Long-memory table: solved fraction of the seeds against the learning "
                                "rate", line_keys=["cell"]) is not None:
             print(f"{FIGURE.relative_to(ROOT)} written")
-    text = DOC.read_text()
-    new, changed = render(text, blocks())
-    if a.check:
+    generated, stale = blocks(), []
+    for doc in DOCS:
+        name = doc.relative_to(ROOT).as_posix()
+        text = doc.read_text()
+        new, changed = render(text, generated, name)
         if changed:
-            print(f"seqlab.results: docs/results.md is not current (blocks: {', '.join(changed)}); "
-                  f"run python -m seqlab.results", file=sys.stderr)
+            stale.append(f"{name} (blocks: {', '.join(changed)})")
+        if a.check:
+            continue
+        if new != text:
+            write_text(doc, new)
+        print(f"{name}: {', '.join(changed) or 'nothing'} changed")
+    if a.check:
+        if stale:
+            print(f"seqlab.results: not current: {'; '.join(stale)}; run python -m seqlab.results", file=sys.stderr)
             return 1
-        print("docs/results.md is current")
-        return 0
-    if new != text:
-        write_text(DOC, new)
-    print(f"docs/results.md: {', '.join(changed) or 'nothing'} changed")
+        print(f"{', '.join(d.relative_to(ROOT).as_posix() for d in DOCS)}: current")
     return 0
 
 

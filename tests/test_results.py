@@ -13,13 +13,39 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_the_results_command_changes_nothing_in_the_repository():
-    before = (ROOT / "docs" / "results.md").read_text()
+    before = {doc: doc.read_text() for doc in R.DOCS}
+    assert {d.name for d in before} == {"results.md", "population.md"}
     r = subprocess.run([sys.executable, "-m", "seqlab.results", "--check"], cwd=ROOT, capture_output=True, text=True,
                        timeout=300)
     assert r.returncode == 0, r.stdout + r.stderr
-    new, changed = R.render(before, R.blocks())
-    assert changed == [] and new == before
-    assert (ROOT / "docs" / "results.md").read_text() == before
+    generated = R.blocks()
+    for doc, text in before.items():
+        new, changed = R.render(text, generated)
+        assert changed == [] and new == text, doc
+        assert doc.read_text() == text
+
+
+def test_population_cells_block_reads_the_newest_file_per_cell_and_size(tmp_path):
+    """benchmarks/results/population-sizes-*.json -> a row per cell: the lone run's ms and the per-member speed-up
+    at each M; a cell measured twice at one size shows its newer file; a size a cell was not measured at is '-'."""
+    out = tmp_path / "benchmarks" / "results"
+    out.mkdir(parents=True)
+
+    def sizes_file(name, cell, started, rows):
+        data = {"sizes": [f"model={cell}", "seq_len=40"], "started": started,
+                "rows": [{"members": m, "step_ms_per_member": ms, "per_member_speedup": x} for m, ms, x in rows]}
+        (out / name).write_text(json.dumps(data))
+
+    sizes_file("population-sizes-small-gru.json", "gru", "2026-12-03 08:00:00 UTC", [("lone", 10.0, 1.0), (4, 4.0, 2.5)])
+    sizes_file("population-sizes-long.json", "gru", "2026-12-01 08:00:00 UTC", [("lone", 84.0, 1.0), (8, 60.0, 1.4)])
+    sizes_file("population-sizes-long-round5.json", "gru", "2026-12-02 08:00:00 UTC", [("lone", 94.0, 1.0), (8, 45.0, 2.08)])
+    sizes_file("population-sizes-small-lru.json", "lru", "2026-12-03 09:00:00 UTC", [("lone", 26.6, 1.0), (4, 8.9, 3.0)])
+    lines = R.population_cells_block(tmp_path).splitlines()
+    assert lines[0] == "| cell | lone ms (small) | M = 4 | lone ms (long) | M = 8 |"
+    assert lines[2] == "| gru | 10.0 | 2.50x | 94.0 | 2.08x |"  # the newer long file (round 5), not round 4's
+    assert lines[3] == "| lru | 26.6 | 3.00x | - | - |"
+    assert "population-sizes-long.json" not in lines[-1] and "`population-sizes-long-round5.json`" in lines[-1]
+    assert R.population_cells_block(tmp_path / "none") == "No population-sizes result file in benchmarks/results/."
 
 
 def test_render_replaces_only_the_marked_blocks_and_names_unknown_ones():
