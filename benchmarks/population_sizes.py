@@ -26,7 +26,8 @@ import torch
 from hydra import compose, initialize_config_dir
 
 from seqlab.__main__ import CONF_DIR
-from seqlab.population import Population
+from seqlab.config import build_model, build_task
+from seqlab.population import Population, batchable
 from seqlab.train import Member, RunInfo
 
 HERE = Path(__file__).resolve().parent
@@ -80,12 +81,23 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--sizes", default="long", choices=sorted(SIZES))
     ap.add_argument("--ms", nargs="+", type=int, default=[2, 4, 8, 16])
     ap.add_argument("--repeats", type=int, default=5)
-    ap.add_argument("--model", default="gru", help="the cell (model=...) instead of the sizes' gru")
+    ap.add_argument("--model", default="gru", choices=sorted(p.stem for p in (CONF_DIR / "model").glob("*.yaml")),
+                    help="the cell (model=...) instead of the sizes' gru")
     ap.add_argument("--set", nargs="*", default=[], help="more overrides, e.g. model.layer.init=orthogonal")
     ap.add_argument("--out", type=Path)
     a = ap.parse_args(argv)
     torch.set_num_threads(1)
     sizes = [f"model={a.model}" if o.startswith("model=") else o for o in SIZES[a.sizes]] + a.set
+    try:  # the sizes compose, build and train as a population, or one line says why not
+        with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+            cfg = compose(config_name="config", overrides=sizes)
+        with torch.device("meta"):
+            build_model(cfg, build_task(cfg))  # a bad value: its one-line ConfigError (key, value, what is allowed)
+    except Exception as e:  # noqa: BLE001 - hydra's override errors and the lab's ConfigError
+        ap.error(f"--set {' '.join(a.set)}: {str(e).splitlines()[0]}")
+    why = batchable(cfg)
+    if why is not None:
+        ap.error(f"{' '.join(['--model', a.model, *a.set])}: cannot train as a population: {why}")
     result = {"sizes": sizes, "started": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
               "load_start": os.getloadavg(), "rows": []}
     with tempfile.TemporaryDirectory() as tmp:

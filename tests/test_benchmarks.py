@@ -69,3 +69,33 @@ def test_quick_scaling_and_sweep(performance, tmp_path, capsys):
         "basic, one after the other, torch's default threads"}
     assert all(finite_positive(v) for v in saved["sweep"]["speedup"].values())
     assert "2-job sweep" in saved["markdown"] and "Scaling in T" in saved["markdown"]
+
+
+@pytest.fixture(scope="module")
+def population_sizes():
+    path = SCRIPT.parent / "population_sizes.py"
+    spec = importlib.util.spec_from_file_location("seqlab_benchmark_population_sizes", path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    yield module
+    sys.modules.pop(spec.name, None)
+
+
+@pytest.mark.parametrize("argv, says", [
+    (["--model", "bogus"], "argument --model: invalid choice: 'bogus' (choose from 'bnlstm', 'cornn'"),
+    (["--model", "bnlstm"], "--model bnlstm: cannot train as a population: BNLSTMLayer: its batch norms keep running"),
+    (["--model", "selective"], "--model selective: cannot train as a population: SelectiveLayer: no faster"),
+    (["--set", "model.layer.init=bogus"], "--set model.layer.init=bogus: model.layer.init='bogus': must be one of"),
+    (["--set", "nokey=3"], "--set nokey=3: Could not override 'nokey'."),
+])
+def test_population_sizes_refuses_bad_input_in_one_line(population_sizes, argv, says, capsys):
+    """benchmarks/population_sizes.py: a cell that does not batch, a bad value or an unknown key ends in one
+    line naming it (argparse's exit 2), before anything is built or timed."""
+    with pytest.raises(SystemExit) as e:
+        population_sizes.main(["--sizes", "small", "--ms", "2", "--repeats", "1", *argv])
+    assert e.value.code == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    last = err.strip().splitlines()[-1]
+    assert ": error: " in last and says in last, last  # (argparse names the program by sys.argv[0])
