@@ -40,6 +40,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from seqlab.files import write_text
+
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 COMMON = ["logger=none", "progress=false", "threads=1"]
@@ -147,7 +149,7 @@ def main(argv: list[str] | None = None) -> dict:
 
     def save() -> None:  # after every measurement: a long run stopped early keeps what it measured
         results["load_end"], results["table"] = loadavg(), table(rows)
-        out.write_text(json.dumps(results, indent=2) + "\n")
+        write_text(out, json.dumps(results, indent=2) + "\n")
 
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)

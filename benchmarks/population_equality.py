@@ -29,6 +29,8 @@ from pathlib import Path
 
 import numpy as np
 
+from seqlab.files import write_text
+
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 CURVES = ("mean_", "q25_", "q50_", "q75_", "total_", "gain_")
@@ -122,7 +124,7 @@ def main(argv: list[str] | None = None) -> dict:
                           all(j["wandb_offline_dir"] for j in jobs.values()),
     }
     a.out.parent.mkdir(parents=True, exist_ok=True)
-    a.out.write_text(json.dumps(result, indent=2) + "\n")
+    write_text(a.out, json.dumps(result, indent=2) + "\n")
     print(json.dumps({k: result[k] for k in ("jobs_batched", "wall_s", "max", "all")}, indent=2))
     print(f"written: {a.out}")
     return result

@@ -26,6 +26,7 @@ import torch
 from hydra import compose, initialize_config_dir
 
 from seqlab.__main__ import CONF_DIR
+from seqlab.files import write_text
 from seqlab.population import Population, clip_members, step_members
 from seqlab.train import Member, RunInfo, train, train_members
 
@@ -121,7 +122,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
             m.close()
         shutil.rmtree(tmp / "step", ignore_errors=True)
     if a.out:
-        a.out.write_text(json.dumps(out, indent=2) + "\n")
+        write_text(a.out, json.dumps(out, indent=2) + "\n")
     return out
 
 

@@ -27,6 +27,7 @@ from hydra import compose, initialize_config_dir
 
 from seqlab.__main__ import CONF_DIR
 from seqlab.config import build_model, build_task
+from seqlab.files import write_text
 from seqlab.population import Population, batchable
 from seqlab.train import Member, RunInfo
 
@@ -126,7 +127,7 @@ def main(argv: list[str] | None = None) -> dict:
                 x.close()
     result["load_end"] = os.getloadavg()
     if a.out:
-        a.out.write_text(json.dumps(result, indent=2) + "\n")
+        write_text(a.out, json.dumps(result, indent=2) + "\n")
     return result
 
 
